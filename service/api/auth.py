@@ -1,0 +1,38 @@
+"""Scope checks: handlers declare the scopes that admit a caller; the auth middleware found the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+
+from aiohttp import web
+
+from service.api.context import PRINCIPAL
+from service.domain.errors import Forbidden
+from service.domain.scopes import expand
+from service.stores.redis_keys import Principal
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def requires(*accepted: str) -> Callable[[Handler], Handler]:
+    """Admit a caller holding any of ``accepted``; a ``spaceId`` in the path must be the key's own space."""
+
+    def decorate(handler: Handler) -> Handler:
+        @wraps(handler)
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            principal = request[PRINCIPAL]
+            if not expand(principal.scopes) & set(accepted):
+                raise Forbidden(f"Missing required scope: {accepted[0]}")
+            space_id = request.match_info.get("spaceId")
+            if space_id is not None and space_id != principal.space_id:
+                raise Forbidden("This API key belongs to another space")
+            return await handler(request)
+
+        return guarded
+
+    return decorate
+
+
+def caller(request: web.Request) -> Principal:
+    return request[PRINCIPAL]

@@ -1,0 +1,22 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from elasticsearch import AsyncElasticsearch
+from redis.asyncio import Redis
+
+from service.services.logs import LogService
+from service.settings import Settings
+from service.stores.redis_jobs import JobStore
+from service.stores.redis_keys import KeyStore, Principal
+
+SETTINGS = web.AppKey("settings", Settings)
+REDIS = web.AppKey("redis", Redis)
+ELASTICSEARCH = web.AppKey("elasticsearch", AsyncElasticsearch)
+KEYS = web.AppKey("keys", KeyStore)
+JOBS = web.AppKey("jobs", JobStore)
+LOGS = web.AppKey("logs", LogService)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)

@@ -1,0 +1,117 @@
+"""Middlewares, outermost first: request id → error mapping → authentication and rate limit."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import elastic_transport
+import elasticsearch
+import redis.exceptions
+from aiohttp import web
+
+from service.api.auth import Handler
+from service.api.context import KEYS, PRINCIPAL, REQUEST_ID, SETTINGS
+from service.api.responses import error_response
+from service.domain.clock import new_id
+from service.domain.errors import DomainError, RateLimited, Unauthorized
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1/"
+PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
+REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+REDIS_DOWN: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+)
+ELASTICSEARCH_DOWN: tuple[type[BaseException], ...] = (
+    elastic_transport.ConnectionError,
+    elastic_transport.ConnectionTimeout,
+    elastic_transport.TransportError,
+)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else new_id()
+    request[REQUEST_ID] = request_id
+    response = await handler(request)
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as ``{"error": ...}`` with its status; nothing internal reaches the client."""
+    try:
+        return await handler(request)
+    except DomainError as exc:
+        headers = {"Retry-After": str(max(1, -(-exc.retry_after_s // 1)))} if isinstance(exc, RateLimited) else None
+        return error_response(exc.status, exc.message, headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return error_response(exc.status, _http_message(exc), _kept_headers(exc))
+    except REDIS_DOWN:
+        log.warning("redis unavailable during %s %s", request.method, request.path, exc_info=True)
+        return error_response(503, "Redis is unavailable; retry later")
+    except elasticsearch.ApiError as exc:
+        if exc.meta.status in (429, 502, 503, 504):
+            return error_response(503, "Elasticsearch is unavailable; retry later")
+        log.exception("elasticsearch error during %s %s", request.method, request.path)
+        return error_response(500, "Internal server error")
+    except ELASTICSEARCH_DOWN:
+        log.warning("elasticsearch unavailable during %s %s", request.method, request.path, exc_info=True)
+        return error_response(503, "Elasticsearch is unavailable; retry later")
+    except Exception:
+        log.exception("unhandled error during %s %s", request.method, request.path)
+        return error_response(500, "Internal server error")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Resolve the API key of every ``/api/v1`` call and take one token from its rate bucket."""
+    if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_PATHS:
+        return await handler(request)
+    api_key = _presented_key(request)
+    if api_key is None:
+        raise Unauthorized("Missing API key: send x-api-key or Authorization: Bearer")
+    settings = request.app[SETTINGS]
+    result = await request.app[KEYS].authenticate(api_key, settings.rate_limit_per_s)
+    if result.principal is None:
+        raise Unauthorized("Invalid or revoked API key")
+    if result.retry_after_ms:
+        raise RateLimited(-(-result.retry_after_ms // 1000))
+    request[PRINCIPAL] = result.principal
+    return await handler(request)
+
+
+def _presented_key(request: web.Request) -> str | None:
+    api_key = request.headers.get("x-api-key")
+    if api_key:
+        return api_key.strip()
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+def _http_message(exc: web.HTTPException) -> str:
+    messages: dict[int, str] = {
+        404: "Not found",
+        405: f"Method not allowed; use {', '.join(sorted(getattr(exc, 'allowed_methods', ())))}",
+        413: "Request body too large",
+    }
+    return messages.get(exc.status, exc.reason)
+
+
+def _kept_headers(exc: web.HTTPException) -> dict[str, Any] | None:
+    allow = exc.headers.get("Allow")
+    return {"Allow": allow} if allow else None

@@ -1,0 +1,102 @@
+"""The one app factory: middlewares, routes, and the cleanup contexts that own every client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
+
+from aiohttp import web
+from elasticsearch import AsyncElasticsearch, OrjsonSerializer
+from redis.asyncio import Redis
+
+from service.api.context import ELASTICSEARCH, JOBS, KEYS, LOGS, REDIS, SETTINGS
+from service.api.handlers import routes
+from service.api.middleware import auth_middleware, error_middleware, request_id_middleware
+from service.services.logs import LogService
+from service.settings import Settings
+from service.stores.es_logs import LogStore
+from service.stores.redis_jobs import JobStore
+from service.stores.redis_keys import KeyStore
+from service.stores.redis_logseq import LogSeqStore
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(redis_ctx)
+    app.cleanup_ctx.append(elasticsearch_ctx)
+    app.add_routes(routes)
+    return app
+
+
+def redis_client(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+        retry_on_timeout=False,
+    )
+
+
+def elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
+    return AsyncElasticsearch(
+        list(settings.elasticsearch_urls),
+        serializers={"application/json": OrjsonSerializer()},
+        request_timeout=settings.es_request_timeout_s,
+        max_retries=1,
+        retry_on_timeout=False,
+    )
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = redis_client(settings)
+    try:
+        await connect_with_retry("redis", client.ping, settings.connect_timeout_s)
+        app[REDIS] = client
+        app[KEYS] = KeyStore(client)
+        app[JOBS] = JobStore(client)
+        yield
+    finally:
+        await client.aclose()
+
+
+async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    client = elasticsearch_client(settings)
+    try:
+        await connect_with_retry("elasticsearch", client.cluster.health, settings.connect_timeout_s)
+        lines = LogStore(client, settings)
+        await lines.install_template()
+        app[ELASTICSEARCH] = client
+        app[LOGS] = LogService(LogSeqStore(app[REDIS]), lines, settings)
+        yield
+    finally:
+        await client.close()
+
+
+async def connect_with_retry(name: str, probe: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+    """Call ``probe`` until it answers or ``timeout_s`` passes, logging each failed attempt."""
+    deadline = time.monotonic() + timeout_s
+    delay_s = 0.2
+    attempt = 1
+    while True:
+        try:
+            return await probe()
+        except Exception as exc:
+            if time.monotonic() + delay_s > deadline:
+                raise RuntimeError(f"{name} did not answer within {timeout_s:.0f}s: {exc}") from exc
+            log.warning("%s not reachable (attempt %d): %s; retrying in %.1fs", name, attempt, exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
+            attempt += 1

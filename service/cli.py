@@ -1,0 +1,142 @@
+"""The ``joblens`` command: serve, spaces, keys, stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.app import create_app, redis_client
+from service.domain.scopes import parse_scopes
+from service.settings import Settings, SettingsError
+from service.stores.redis_keys import KeyStore
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    try:
+        result: int = args.run(args)
+        return result
+    except SettingsError as exc:
+        print(f"joblens: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="joblens", description="Job metadata, progress and logs service")
+    commands = parser.add_subparsers(title="commands")
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="listen address (default JOBLENS_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (default JOBLENS_PORT or 8080)")
+    serve.set_defaults(run=_serve)
+
+    spaces = commands.add_parser("spaces", help="administer spaces").add_subparsers(title="spaces commands")
+    create_space = spaces.add_parser("create", help="create a space and print its id")
+    create_space.add_argument("name")
+    create_space.set_defaults(run=_admin(_create_space))
+    spaces.add_parser("list", help="list spaces as JSON lines").set_defaults(run=_admin(_list_spaces))
+
+    keys = commands.add_parser("keys", help="administer API keys").add_subparsers(title="keys commands")
+    create_key = keys.add_parser("create", help="create an API key and print it (shown once)")
+    create_key.add_argument("--space", required=True, help="space id")
+    create_key.add_argument("--scopes", required=True, help="comma-separated scopes, e.g. jobs:read,jobs:create")
+    create_key.add_argument("--name", default="", help="a label for the key")
+    create_key.set_defaults(run=_admin(_create_key))
+    list_keys = keys.add_parser("list", help="list a space's keys as JSON lines (never the keys themselves)")
+    list_keys.add_argument("--space", required=True)
+    list_keys.set_defaults(run=_admin(_list_keys))
+    revoke = keys.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    revoke.set_defaults(run=_admin(_revoke_key))
+
+    try:
+        from service.stack import add_stack_commands
+    except ImportError:  # the stack manager ships with the source tree, not with slim installs
+        pass
+    else:
+        add_stack_commands(commands)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = replace(settings, **overrides)
+    settings.validate()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
+    return 0
+
+
+AdminCommand = Callable[[KeyStore, argparse.Namespace], Awaitable[int]]
+
+
+def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        async def with_store() -> int:
+            client = redis_client(Settings.from_env())
+            try:
+                return await command(KeyStore(client), args)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(with_store())
+
+    return run
+
+
+async def _create_space(store: KeyStore, args: argparse.Namespace) -> int:
+    space = await store.create_space(args.name)
+    print(space["id"])
+    return 0
+
+
+async def _list_spaces(store: KeyStore, args: argparse.Namespace) -> int:
+    for space in await store.list_spaces():
+        print(orjson.dumps(space).decode())
+    return 0
+
+
+async def _create_key(store: KeyStore, args: argparse.Namespace) -> int:
+    try:
+        scopes = parse_scopes(args.scopes)
+    except ValueError as exc:
+        print(f"joblens: --scopes: {exc}", file=sys.stderr)
+        return 2
+    if not await store.space_exists(args.space):
+        print(f"joblens: no space {args.space!r}; create one with `joblens spaces create NAME`", file=sys.stderr)
+        return 1
+    api_key, record = await store.create_key(args.space, scopes, args.name)
+    print(api_key)
+    print(f"key id {record['keyId']} (the key is shown only this once)", file=sys.stderr)
+    return 0
+
+
+async def _list_keys(store: KeyStore, args: argparse.Namespace) -> int:
+    for record in await store.list_keys(args.space):
+        print(orjson.dumps(record).decode())
+    return 0
+
+
+async def _revoke_key(store: KeyStore, args: argparse.Namespace) -> int:
+    if not await store.revoke_key(args.key_id):
+        print(f"joblens: no key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.key_id}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Domain errors: each carries the HTTP status the error middleware answers with."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidParam(DomainError):
+    status = 400
+
+
+class Unauthorized(DomainError):
+    status = 401
+
+
+class Forbidden(DomainError):
+    status = 403
+
+
+class JobNotFound(DomainError):
+    status = 404
+
+    def __init__(self) -> None:
+        super().__init__("Job not found")
+
+
+class WrongState(DomainError):
+    status = 409
+
+
+class TooLarge(DomainError):
+    status = 413
+
+
+class RateLimited(DomainError):
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__("Rate limit exceeded")
+        self.retry_after_s = retry_after_s
+
+
+class Unavailable(DomainError):
+    status = 503

@@ -1,0 +1,133 @@
+"""Log line validation and log query parameters (pure: no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from service.domain.clock import iso_from_ms, ms_from_iso, new_id
+from service.domain.errors import InvalidParam, TooLarge
+from service.domain.validation import parse_json, query_int, single_query_values
+
+LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
+LINE_FIELDS = frozenset({"message", "level", "source", "metadata", "loggedAt"})
+MAX_MESSAGE_BYTES = 32 * 1024
+MAX_SOURCE_CHARS = 256
+MAX_QUERY_CHARS = 1024
+LOGS_LIMIT_DEFAULT, LOGS_LIMIT_MAX = 200, 500
+
+Mode = Literal["after", "before", "latest"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogQuery:
+    mode: Mode
+    seq: int  # the after/before bound; ignored in "latest" mode
+    limit: int
+    levels: tuple[str, ...]
+    text: str | None
+
+
+def parse_log_query(query: Any) -> LogQuery:
+    values = single_query_values(query, ("limit", "after", "before", "q"))
+    if "after" in values and "before" in values:
+        raise InvalidParam("Use either after or before, not both")
+    limit = query_int(values, "limit", default=LOGS_LIMIT_DEFAULT, minimum=1)
+    after = query_int(values, "after", default=None, minimum=0)
+    before = query_int(values, "before", default=None, minimum=0)
+    assert limit is not None
+    mode: Mode = "after" if after is not None else "before" if before is not None else "latest"
+    text = values.get("q")
+    if text is not None and len(text) > MAX_QUERY_CHARS:
+        raise InvalidParam(f"q must be at most {MAX_QUERY_CHARS} characters, got {len(text)}")
+    return LogQuery(
+        mode=mode,
+        seq=after if after is not None else before if before is not None else 0,
+        limit=min(limit, LOGS_LIMIT_MAX),
+        levels=_levels(query.getall("level", [])),
+        text=text if text and text.strip() else None,
+    )
+
+
+def _levels(given: list[str]) -> tuple[str, ...]:
+    levels: dict[str, None] = {}
+    for value in given:
+        for part in value.split(","):
+            level = part.strip().lower()
+            if level not in LEVELS:
+                raise InvalidParam(f"level must be one or more of {', '.join(LEVELS)}, got {part[:50]!r}")
+            levels[level] = None
+    return tuple(levels)
+
+
+def parse_log_body(body: bytes, content_type: str, max_lines: int) -> list[Any]:
+    """The raw line objects of an ingest body: ``{"logs": [...]}``, a bare array, or NDJSON."""
+    if content_type == "application/x-ndjson":
+        lines = []
+        for number, raw in enumerate(body.splitlines()):
+            if raw.strip():
+                lines.append(parse_json(raw, f"NDJSON line {number + 1}"))
+    else:
+        document = parse_json(body)
+        if isinstance(document, dict) and set(document) == {"logs"}:
+            document = document["logs"]
+        if not isinstance(document, list):
+            raise InvalidParam('body must be {"logs": [...]}, an array of log lines, or NDJSON')
+        lines = document
+    if not lines:
+        raise InvalidParam("logs must hold at least one line")
+    if len(lines) > max_lines:
+        raise TooLarge(f"logs may hold at most {max_lines} lines per request, got {len(lines)}")
+    return lines
+
+
+def build_docs(lines: list[Any], job_id: str, space_id: str, received_ms: int) -> list[dict[str, Any]]:
+    """Validate every line (nothing is stored if one is bad) and build the Elasticsearch documents."""
+    received = iso_from_ms(received_ms)
+    return [_doc(line, index, job_id, space_id, received) for index, line in enumerate(lines)]
+
+
+def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> dict[str, Any]:
+    where = f"logs[{index}]"
+    if not isinstance(line, dict):
+        raise InvalidParam(f"{where} must be an object with a message")
+    unknown = sorted(set(line) - LINE_FIELDS)
+    if unknown:
+        raise InvalidParam(f"{where}.{unknown[0]} is not a log line field; allowed: {', '.join(sorted(LINE_FIELDS))}")
+    message = line.get("message")
+    if not isinstance(message, str) or len(message.encode()) > MAX_MESSAGE_BYTES:
+        raise InvalidParam(f"{where}.message is required: a string of at most {MAX_MESSAGE_BYTES} bytes")
+    level = line.get("level", "info")
+    if not isinstance(level, str) or level.lower() not in LEVELS:
+        raise InvalidParam(f"{where}.level must be one of {', '.join(LEVELS)}")
+    source = line.get("source")
+    if source is not None and (not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS):
+        raise InvalidParam(f"{where}.source must be a string of at most {MAX_SOURCE_CHARS} characters")
+    metadata = line.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        raise InvalidParam(f"{where}.metadata must be an object")
+    logged_at = line.get("loggedAt")
+    if logged_at is None:
+        logged = received
+    else:
+        try:
+            logged = iso_from_ms(ms_from_iso(logged_at))
+        except (ValueError, TypeError, OverflowError, OSError):
+            raise InvalidParam(f"{where}.loggedAt must be an ISO-8601 time with a zone") from None
+    return {
+        "id": new_id(),
+        "job_id": job_id,
+        "space_id": space_id,
+        "level": level.lower(),
+        "message": message,
+        "source": source,
+        "metadata": metadata,
+        "logged_at": logged,
+        "created_at": received,
+    }
+
+
+def ingest_answer(accepted: int, first_seq: int, last_seq: int) -> bytes:
+    return orjson.dumps({"accepted": accepted, "firstSeq": first_seq, "lastSeq": last_seq})

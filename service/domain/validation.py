@@ -1,0 +1,205 @@
+"""Request validation: turns raw query parameters and JSON bodies into typed values or `InvalidParam`.
+
+Every message names the parameter (or body field) and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from service.domain.clock import ms_from_iso, now_ms
+from service.domain.errors import InvalidParam, TooLarge
+from service.domain.jobs import JOB_STATUSES, NewJob
+
+MAX_JOBS_PER_REQUEST = 1000
+MAX_PAYLOAD_BYTES = 1024 * 1024
+MAX_NAME_CHARS = 200
+MAX_CALLBACK_URL_CHARS = 2048
+LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 100
+
+JOB_FIELDS = frozenset(
+    {"name", "payload", "maxRetries", "timeoutSeconds", "scheduledFor", "callbackUrl", "callbackHeaders"}
+)
+
+
+def query_int(query: Mapping[str, str], name: str, *, default: int | None, minimum: int) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < minimum:
+        raise InvalidParam(f"{name} must be an integer >= {minimum}, got {raw[:50]!r}")
+    return int(raw)
+
+
+def single_query_values(query: Any, names: Sequence[str]) -> dict[str, str]:
+    """Reject a parameter given twice (``limit=1&limit=2``) instead of picking one silently."""
+    values: dict[str, str] = {}
+    for name in names:
+        given = query.getall(name, [])
+        if len(given) > 1:
+            raise InvalidParam(f"{name} must be given at most once")
+        if given:
+            values[name] = given[0]
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class ListJobsParams:
+    status: str | None
+    limit: int
+    offset: int
+
+
+def parse_list_jobs(query: Any) -> ListJobsParams:
+    values = single_query_values(query, ("status", "limit", "offset"))
+    status = values.get("status")
+    if status is not None and status not in JOB_STATUSES:
+        raise InvalidParam(f"status must be one of {', '.join(JOB_STATUSES)}, got {status[:50]!r}")
+    limit = query_int(values, "limit", default=LIST_LIMIT_DEFAULT, minimum=1)
+    offset = query_int(values, "offset", default=0, minimum=0)
+    assert limit is not None and offset is not None
+    return ListJobsParams(status, min(limit, LIST_LIMIT_MAX), offset)
+
+
+def parse_json(body: bytes, what: str = "body") -> Any:
+    if not body.strip():
+        raise InvalidParam(f"{what} must be JSON, got an empty body")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParam(f"{what} is not valid JSON: {exc}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_field(obj: Mapping[str, Any], name: str, where: str, default: int, low: int, high: int) -> int:
+    value = obj.get(name, default)
+    if not _is_int(value) or not low <= value <= high:
+        raise InvalidParam(f"{where}{name} must be an integer between {low} and {high}")
+    return int(value)
+
+
+def parse_new_jobs(body: bytes) -> tuple[list[NewJob], bool]:
+    """Validate a create-jobs body (one object or an array); returns the jobs and whether it was an array."""
+    document = parse_json(body)
+    if isinstance(document, dict):
+        return [parse_new_job(document, "")], False
+    if not isinstance(document, list):
+        raise InvalidParam("body must be a job object or an array of job objects")
+    if not 1 <= len(document) <= MAX_JOBS_PER_REQUEST:
+        raise InvalidParam(f"body must hold between 1 and {MAX_JOBS_PER_REQUEST} jobs, got {len(document)}")
+    return [parse_new_job(item, f"[{i}].") for i, item in enumerate(document)], True
+
+
+def parse_new_job(obj: Any, where: str) -> NewJob:
+    if not isinstance(obj, dict):
+        raise InvalidParam(f"{where or 'body '}must be a job object".replace(". must", " must"))
+    unknown = sorted(set(obj) - JOB_FIELDS)
+    if unknown:
+        raise InvalidParam(f"{where}{unknown[0]} is not a job field; allowed: {', '.join(sorted(JOB_FIELDS))}")
+    name = obj.get("name")
+    if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_CHARS or not name.strip():
+        raise InvalidParam(f"{where}name is required: a string of 1 to {MAX_NAME_CHARS} characters")
+    payload = obj.get("payload")
+    if payload is not None and not isinstance(payload, dict):
+        raise InvalidParam(f"{where}payload must be a JSON object")
+    payload_json = orjson.dumps(payload)
+    if len(payload_json) > MAX_PAYLOAD_BYTES:
+        raise TooLarge(f"{where}payload must be at most {MAX_PAYLOAD_BYTES} bytes as JSON")
+    return NewJob(
+        name=name,
+        payload_json=payload_json,
+        max_retries=_int_field(obj, "maxRetries", where, 3, 0, 25),
+        timeout_s=_int_field(obj, "timeoutSeconds", where, 300, 1, 86400),
+        scheduled_for_ms=_scheduled_for(obj.get("scheduledFor"), where),
+        callback_url=_callback_url(obj.get("callbackUrl"), where),
+        callback_headers_json=_callback_headers(obj.get("callbackHeaders"), where),
+    )
+
+
+def _scheduled_for(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        at_ms = ms_from_iso(value)
+    except (ValueError, TypeError):
+        raise InvalidParam(
+            f"{where}scheduledFor must be an ISO-8601 time with a zone, e.g. 2030-01-01T00:00:00.000Z"
+        ) from None
+    if at_ms <= now_ms():
+        raise InvalidParam(f"{where}scheduledFor must be in the future")
+    return at_ms
+
+
+def _callback_url(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or len(value) > MAX_CALLBACK_URL_CHARS
+        or not value.startswith(("http://", "https://"))
+        or len(value) <= len("https://")
+    ):
+        raise InvalidParam(f"{where}callbackUrl must be an http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters")
+    return value
+
+
+def _callback_headers(value: Any, where: str) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidParam(f"{where}callbackHeaders must be an object of string values")
+    for header, header_value in value.items():
+        if not isinstance(header_value, str):
+            raise InvalidParam(f"{where}callbackHeaders.{header} must be a string")
+        if not header or any(c in header for c in " :\r\n") or any(c in header_value for c in "\r\n"):
+            raise InvalidParam(f"{where}callbackHeaders.{header} is not a valid HTTP header")
+    return orjson.dumps(value)
+
+
+def parse_progress(body: bytes) -> dict[str, Any]:
+    """``{percent 0-100, message non-empty, subProgress?: {stage: {percent, message?}}}``."""
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        raise InvalidParam("body must be a JSON object with percent and message")
+    unknown = sorted(set(document) - {"percent", "message", "subProgress"})
+    if unknown:
+        raise InvalidParam(f"{unknown[0]} is not a progress field; allowed: message, percent, subProgress")
+    progress: dict[str, Any] = {
+        "percent": _percent(document.get("percent"), "percent"),
+        "message": _message(document.get("message"), "message", required=True),
+    }
+    sub = document.get("subProgress")
+    if sub is not None:
+        if not isinstance(sub, dict) or len(sub) > 100:
+            raise InvalidParam("subProgress must be an object of at most 100 stages")
+        stages: dict[str, Any] = {}
+        for stage, value in sub.items():
+            if not isinstance(value, dict) or set(value) - {"percent", "message"}:
+                raise InvalidParam(f"subProgress.{stage} must be an object with percent and optional message")
+            stages[stage] = {"percent": _percent(value.get("percent"), f"subProgress.{stage}.percent")}
+            message = _message(value.get("message"), f"subProgress.{stage}.message", required=False)
+            if message is not None:
+                stages[stage]["message"] = message
+        progress["subProgress"] = stages
+    return progress
+
+
+def _percent(value: Any, name: str) -> int | float:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise InvalidParam(f"{name} must be a number between 0 and 100")
+    return value
+
+
+def _message(value: Any, name: str, *, required: bool) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 10_000:
+        raise InvalidParam(f"{name} must be a non-empty string of at most 10000 characters")
+    return value

@@ -1,0 +1,97 @@
+"""Log ingestion and reads: seq reservation in Redis, lines in Elasticsearch, the watermark between them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+from service.domain.clock import now_ms
+from service.domain.errors import Unavailable
+from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_body
+from service.settings import Settings
+from service.stores.es_logs import LogPage, LogStore
+from service.stores.redis_logseq import LogSeqStore, Reservation
+
+log = logging.getLogger(__name__)
+
+
+class LogService:
+    def __init__(self, seqs: LogSeqStore, lines: LogStore, settings: Settings) -> None:
+        self._seqs = seqs
+        self._lines = lines
+        self._settings = settings
+
+    async def append(
+        self, space_id: str, job_id: str, body: bytes, content_type: str, idempotency_key: str | None
+    ) -> bytes:
+        """Store the lines of one request; the answer JSON is returned only once every line is searchable."""
+        raw_lines = parse_log_body(body, content_type, self._settings.max_log_lines)
+        docs = build_docs(raw_lines, job_id, space_id, now_ms())
+        idempotency_digest = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
+        body_digest = hashlib.sha256(body).hexdigest()
+        lease_s = self._settings.log_lease_s
+        reservation = await self._seqs.reserve(
+            space_id,
+            job_id,
+            len(docs),
+            int(lease_s * 1000),
+            idempotency_digest,
+            self._settings.idempotency_ttl_s,
+            body_digest,
+        )
+        if isinstance(reservation, bytes):
+            return reservation
+        # Stop writing well inside the lease, so a range is never written after readers abandoned it.
+        deadline = time.monotonic() + lease_s * 0.6
+        try:
+            await self._lines.index_lines(job_id, reservation.job_created_ms, reservation.first_seq, docs, deadline)
+        except BaseException as exc:
+            await self._abandon(space_id, job_id, reservation, idempotency_digest, body_digest)
+            if isinstance(exc, Exception):
+                raise Unavailable("Elasticsearch could not store the log lines; nothing was stored") from exc
+            raise
+        answer = ingest_answer(len(docs), reservation.first_seq, reservation.last_seq)
+        in_time = await self._seqs.finish(space_id, job_id, reservation, idempotency_digest, body_digest, answer)
+        if not in_time:
+            await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
+            raise Unavailable("Storing the log lines took longer than their lease; nothing was stored")
+        return answer
+
+    async def _abandon(
+        self,
+        space_id: str,
+        job_id: str,
+        reservation: Reservation,
+        idempotency_digest: str | None,
+        body_digest: str,
+    ) -> None:
+        """Remove whatever part of the range reached the index, then give the range up so the watermark
+        moves on. Either step may fail while a store is down: the lease then expires by itself."""
+        try:
+            await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
+        except Exception:
+            log.warning("could not delete abandoned log range %s of job %s", reservation.member, job_id)
+        try:
+            await self._seqs.finish(space_id, job_id, reservation, idempotency_digest, body_digest, None)
+        except Exception:
+            log.warning("could not release log range %s of job %s; its lease will expire", reservation.member, job_id)
+
+    async def read(self, space_id: str, job_id: str, query: LogQuery) -> dict[str, Any]:
+        window = await self._seqs.read_window(space_id, job_id)
+        page: LogPage = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, query)
+        lines = page.lines
+        return {
+            "logs": lines,
+            "cursor": {
+                "mode": query.mode,
+                "oldestSeq": lines[0]["seq"] if lines else None,
+                "newestSeq": lines[-1]["seq"] if lines else None,
+                "hasMore": page.has_more,
+            },
+        }
+
+
+def _bounds(reservation: Reservation) -> tuple[int, int]:
+    return reservation.first_seq, reservation.last_seq

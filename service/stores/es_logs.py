@@ -1,0 +1,175 @@
+"""Log lines in Elasticsearch: the index template, bulk writes and the seq-ordered reads.
+
+Owns every index matching ``<prefix>-*`` and the composable template ``<prefix>`` (from
+``index_templates/joblogs.json``). A job's lines live in the index of the job's creation month
+(``<prefix>-YYYY.MM``), routed by job id (one shard), with ``_id = <jobId>:<seq>`` written by ``create`` so a
+retried bulk can never store a line twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from elasticsearch import AsyncElasticsearch
+
+from service.domain.logs import LogQuery
+from service.settings import Settings
+
+TEMPLATE_FILE = Path(__file__).resolve().parents[2] / "index_templates" / "joblogs.json"
+RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
+LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
+
+
+class BulkFailed(Exception):
+    """Some lines could not be indexed within the time allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogPage:
+    lines: list[dict[str, Any]]  # ascending seq
+    has_more: bool
+
+
+def index_template(settings: Settings) -> dict[str, Any]:
+    """The template file with this deployment's prefix, shard and replica counts and refresh interval."""
+    template: dict[str, Any] = orjson.loads(TEMPLATE_FILE.read_bytes())
+    template["index_patterns"] = [f"{settings.index_prefix}-*"]
+    index_settings = template["template"]["settings"]["index"]
+    index_settings["number_of_shards"] = settings.index_shards
+    index_settings["number_of_replicas"] = settings.index_replicas
+    index_settings["refresh_interval"] = f"{int(settings.index_refresh_interval_s * 1000)}ms"
+    return template
+
+
+def index_for(prefix: str, job_created_ms: int) -> str:
+    created = datetime.fromtimestamp(job_created_ms / 1000, tz=UTC)
+    return f"{prefix}-{created:%Y.%m}"
+
+
+class LogStore:
+    def __init__(self, es: AsyncElasticsearch, settings: Settings) -> None:
+        self._es = es
+        self._settings = settings
+
+    async def install_template(self) -> None:
+        """Create or update the template; harmless to repeat (PUT replaces it with the same content)."""
+        await self._es.indices.put_index_template(name=self._settings.index_prefix, **index_template(self._settings))
+
+    async def index_lines(
+        self, job_id: str, job_created_ms: int, first_seq: int, docs: Sequence[dict[str, Any]], deadline: float
+    ) -> None:
+        """Index ``docs`` as seqs ``first_seq…``, searchable on return; retries transient failures until
+        ``deadline`` (monotonic). Raises `BulkFailed` (or a transport error) when that is not possible."""
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        pending = {first_seq + offset: {**doc, "seq": first_seq + offset} for offset, doc in enumerate(docs)}
+        delay_s = 0.05
+        while True:
+            failed, fatal = await self._bulk_create(index, job_id, pending, deadline)
+            if not failed:
+                return
+            if fatal or time.monotonic() + delay_s >= deadline:
+                raise BulkFailed(f"{len(failed)} line(s) not indexed")
+            pending = {seq: pending[seq] for seq in failed}
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 1.0)
+
+    async def _bulk_create(
+        self, index: str, job_id: str, docs: dict[int, dict[str, Any]], deadline: float
+    ) -> tuple[list[int], bool]:
+        operations: list[bytes] = []
+        for seq, doc in docs.items():
+            operations.append(orjson.dumps({"create": {"_index": index, "_id": f"{job_id}:{seq}"}}))
+            operations.append(orjson.dumps(doc))
+        timeout_s = max(0.5, deadline - time.monotonic())
+        response = await self._es.options(request_timeout=timeout_s).bulk(
+            operations=cast(Sequence[dict[str, Any]], operations),
+            routing=job_id,
+            refresh="wait_for",
+            filter_path="errors,items.*.status,items.*._id",
+        )
+        if not response.get("errors"):
+            return [], False
+        failed: list[int] = []
+        fatal = False
+        for item in response["items"]:
+            result = item["create"]
+            status = int(result["status"])
+            # 409: the line is already there, from an earlier attempt of this same range.
+            if status < 300 or status == 409:
+                continue
+            failed.append(int(result["_id"].rsplit(":", 1)[1]))
+            fatal = fatal or status not in RETRYABLE_ITEM_STATUSES
+        return failed, fatal
+
+    async def delete_range(self, job_id: str, job_created_ms: int, first_seq: int, last_seq: int) -> None:
+        """Remove whatever part of an abandoned range reached the index (best effort, by id)."""
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        operations = [
+            orjson.dumps({"delete": {"_index": index, "_id": f"{job_id}:{seq}"}})
+            for seq in range(first_seq, last_seq + 1)
+        ]
+        await self._es.bulk(operations=cast(Sequence[dict[str, Any]], operations), routing=job_id, refresh="wait_for")
+
+    async def search(self, job_id: str, job_created_ms: int, visible_seq: int, query: LogQuery) -> LogPage:
+        """One page in seq order; never returns a seq above ``visible_seq``; one index, one shard."""
+        seq_range: dict[str, int] = {"lte": visible_seq}
+        filters: list[dict[str, Any]] = [{"term": {"job_id": job_id}}, {"range": {"seq": seq_range}}]
+        if query.levels:
+            filters.append({"terms": {"level": list(query.levels)}})
+        must: list[dict[str, Any]] = []
+        if query.text:
+            must.append(_message_query(query.text))
+        ascending = query.mode == "after"
+        search_after = None if query.mode == "latest" else [query.seq]
+        response = await self._es.search(
+            index=index_for(self._settings.index_prefix, job_created_ms),
+            routing=job_id,
+            query={"bool": {"filter": filters, "must": must}},
+            sort=[{"seq": {"order": "asc" if ascending else "desc"}}],
+            search_after=search_after,
+            size=query.limit + 1,
+            track_total_hits=False,
+            source_includes=LINE_FIELDS,
+            ignore_unavailable=True,
+            filter_path="hits.hits._source",
+        )
+        hits = response.get("hits", {}).get("hits", [])
+        has_more = len(hits) > query.limit
+        lines = [_line_view(hit["_source"]) for hit in hits[: query.limit]]
+        if not ascending:
+            lines.reverse()
+        return LogPage(lines, has_more)
+
+
+def _message_query(text: str) -> dict[str, Any]:
+    # simple_query_string never fails on syntax; with only the PHRASE and WHITESPACE operators enabled,
+    # characters such as + - | * ( ) ~ are plain text, and `fields` pins it to the message.
+    return {
+        "simple_query_string": {
+            "query": text,
+            "fields": ["message"],
+            "default_operator": "and",
+            "flags": "PHRASE|WHITESPACE",
+            "lenient": True,
+        }
+    }
+
+
+def _line_view(source: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": source["id"],
+        "seq": source["seq"],
+        "level": source["level"],
+        "message": source["message"],
+        "source": source.get("source"),
+        "metadata": source.get("metadata"),
+        "loggedAt": source["logged_at"],
+        "createdAt": source["created_at"],
+    }

@@ -1,0 +1,96 @@
+"""Every Redis key joblens uses, in one place.
+
+Keys of one space share the hash tag ``{<spaceId>}``, so every multi-key script or transaction of a space stays
+in one Redis Cluster slot. Only two keys are global, and they are only ever touched by single-key commands:
+``jl:spaces`` (hash spaceId → space JSON) and ``jl:keyindex`` (hash keyId → spaceId, for `keys revoke`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SPACES = "jl:spaces"
+KEY_INDEX = "jl:keyindex"
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceKeys:
+    space_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"jl:{{{self.space_id}}}"
+
+    def api_key(self, key_sha256: str) -> str:
+        return f"{self.prefix}:apikey:{key_sha256}"
+
+    @property
+    def api_keys(self) -> str:
+        """Hash keyId → sha256 of the key: lists a space's keys without ever storing them."""
+        return f"{self.prefix}:apikeys"
+
+    def rate_bucket(self, key_id: str) -> str:
+        return f"{self.prefix}:rl:{key_id}"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def events(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:events"
+
+    def progress(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:progress"
+
+    def log_seq(self, job_id: str) -> str:
+        """Last seq reserved for the job's log lines."""
+        return f"{self.prefix}:job:{job_id}:seq"
+
+    def log_visible(self, job_id: str) -> str:
+        """Visibility watermark: every seq <= it is searchable or abandoned."""
+        return f"{self.prefix}:job:{job_id}:visible"
+
+    def log_inflight(self, job_id: str) -> str:
+        """Zset of reserved ranges ``first:last`` scored by lease expiry (ms)."""
+        return f"{self.prefix}:job:{job_id}:inflight"
+
+    def log_done(self, job_id: str) -> str:
+        """Zset of finished ranges ``first:last`` above the watermark, scored by first seq."""
+        return f"{self.prefix}:job:{job_id}:done"
+
+    def idempotency(self, job_id: str, key_digest: str) -> str:
+        return f"{self.prefix}:job:{job_id}:idem:{key_digest}"
+
+    @property
+    def all_jobs(self) -> str:
+        return f"{self.prefix}:jobs"
+
+    def jobs_with_status(self, status: str) -> str:
+        return f"{self.prefix}:jobs:{status}"
+
+    @property
+    def queue(self) -> str:
+        """Pending jobs scored by the time they became available (oldest first)."""
+        return f"{self.prefix}:queue"
+
+    @property
+    def scheduled(self) -> str:
+        """Scheduled jobs scored by ``scheduledFor``."""
+        return f"{self.prefix}:scheduled"
+
+    @property
+    def deadlines(self) -> str:
+        """Delivered (ack) and running (execution) jobs scored by their deadline."""
+        return f"{self.prefix}:deadlines"
+
+    @property
+    def callbacks(self) -> str:
+        """Callback deliveries due, scored by the time of the next attempt."""
+        return f"{self.prefix}:callbacks"
+
+    def callback(self, delivery_id: str) -> str:
+        return f"{self.prefix}:callback:{delivery_id}"
+
+
+def text(value: bytes | str) -> str:
+    """A Redis reply as text (clients here do not decode responses, to keep binary-safe values)."""
+    return value.decode() if isinstance(value, bytes) else value

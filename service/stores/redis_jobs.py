@@ -1,0 +1,157 @@
+"""Job records, their events, listing indexes and latest progress in Redis.
+
+Keys owned, all under the space's hash tag (see `keyspace.SpaceKeys`):
+  ``…:job:<jobId>``           hash: the stored job (flat strings; JSON for payload, result, callbackHeaders)
+  ``…:job:<jobId>:events``    list: event JSON, oldest first
+  ``…:job:<jobId>:progress``  string: ``{"progress": …, "timestamp": …}`` of the latest report
+  ``…:jobs``                  zset: every job by createdAt (ms)
+  ``…:jobs:<status>``         zset: jobs in that status by createdAt (ms) — a job is in exactly one
+  ``…:queue``                 zset: pending jobs by the time they became available
+  ``…:scheduled``             zset: scheduled jobs by scheduledFor
+  ``…:deadlines``             zset: delivered/running jobs by ack or execution deadline
+Lifecycle transitions live in `redis_lifecycle`; they use the same keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+
+from service.domain.clock import iso_from_ms, new_id, now_ms
+from service.domain.errors import JobNotFound, WrongState
+from service.domain.jobs import TERMINAL_STATUSES, NewJob, event_record, job_view
+from service.stores.keyspace import SpaceKeys, text
+
+# KEYS[1] job hash   KEYS[2] progress key   KEYS[3] deadlines zset
+# ARGV[1] job id   ARGV[2] progress record JSON   ARGV[3] now (ms)
+# → job status after the update ('' when the job does not exist); terminal jobs are left unchanged
+SET_PROGRESS_LUA = """
+local job = redis.call('HMGET', KEYS[1], 'status', 'timeoutSeconds')
+local status = job[1]
+if not status then return '' end
+if status == 'completed' or status == 'dead' or status == 'killed' then return status end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[1], 'updatedAt', ARGV[3])
+if status == 'running' then
+  redis.call('ZADD', KEYS[3], 'XX', tonumber(ARGV[3]) + tonumber(job[2]) * 1000, ARGV[1])
+end
+return status
+"""
+
+
+def decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+class JobStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._set_progress = redis.register_script(SET_PROGRESS_LUA)
+
+    async def create(self, space_id: str, jobs: Sequence[NewJob]) -> list[dict[str, Any]]:
+        """Create all jobs in one MULTI on the space's slot: all of them exist afterwards, or none."""
+        keys = SpaceKeys(space_id)
+        created_ms = now_ms()
+        stored_jobs: list[dict[str, str]] = []
+        async with self._redis.pipeline(transaction=True) as tx:
+            for job in jobs:
+                job_id = new_id()
+                status = "scheduled" if job.scheduled_for_ms is not None else "pending"
+                stored = {
+                    "id": job_id,
+                    "spaceId": space_id,
+                    "name": job.name,
+                    "payload": job.payload_json.decode(),
+                    "status": status,
+                    "maxRetries": str(job.max_retries),
+                    "attemptNumber": "0",
+                    "timeoutSeconds": str(job.timeout_s),
+                    "deliveredAt": "",
+                    "startedAt": "",
+                    "completedAt": "",
+                    "result": "",
+                    "createdAt": str(created_ms),
+                    "updatedAt": str(created_ms),
+                    "callbackUrl": job.callback_url or "",
+                    "callbackHeaders": (job.callback_headers_json or b"").decode(),
+                    "scheduledFor": str(job.scheduled_for_ms or ""),
+                }
+                stored_jobs.append(stored)
+                tx.hset(keys.job(job_id), mapping=cast(Mapping[Any, Any], stored))
+                tx.zadd(keys.all_jobs, {job_id: created_ms})
+                tx.zadd(keys.jobs_with_status(status), {job_id: created_ms})
+                tx.rpush(keys.events(job_id), event_record(new_id(), job_id, space_id, "created", None, created_ms))
+                if job.scheduled_for_ms is not None:
+                    scheduled = {"scheduledFor": job.scheduled_for_ms}
+                    tx.rpush(
+                        keys.events(job_id),
+                        event_record(new_id(), job_id, space_id, "scheduled", scheduled, created_ms),
+                    )
+                    tx.zadd(keys.scheduled, {job_id: job.scheduled_for_ms})
+                else:
+                    tx.zadd(keys.queue, {job_id: created_ms})
+            await tx.execute()
+        return [job_view(stored, detailed=True) for stored in stored_jobs]
+
+    async def get(self, space_id: str, job_id: str) -> dict[str, Any]:
+        """The job with its events (Get Job); `JobNotFound` when the space has no such job."""
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.job(job_id))
+            pipe.lrange(keys.events(job_id), 0, -1)
+            raw_job, raw_events = await pipe.execute()
+        if not raw_job:
+            raise JobNotFound()
+        view = job_view(decode_hash(raw_job), detailed=True)
+        view["events"] = [orjson.Fragment(event) for event in raw_events]
+        return view
+
+    async def get_field(self, space_id: str, job_id: str, field: str) -> str:
+        """One field of a job; `JobNotFound` when the space has no such job."""
+        value = await self._redis.hget(SpaceKeys(space_id).job(job_id), field)
+        if value is None:
+            raise JobNotFound()
+        return text(value)
+
+    async def list(self, space_id: str, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
+        """Newest createdAt first: one ZREVRANGE on the index, then one pipelined read of the page."""
+        keys = SpaceKeys(space_id)
+        index = keys.jobs_with_status(status) if status else keys.all_jobs
+        job_ids = cast(list[bytes], await self._redis.zrevrange(index, offset, offset + limit - 1))
+        if not job_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hgetall(keys.job(text(job_id)))
+            raw_jobs = await pipe.execute()
+        return [job_view(decode_hash(raw)) for raw in raw_jobs if raw]
+
+    async def set_progress(self, space_id: str, job_id: str, progress: dict[str, Any]) -> dict[str, Any]:
+        keys = SpaceKeys(space_id)
+        timestamp_ms = now_ms()
+        record = {"jobId": job_id, "progress": progress, "timestamp": iso_from_ms(timestamp_ms)}
+        status = await self._set_progress(
+            keys=[keys.job(job_id), keys.progress(job_id), keys.deadlines],
+            args=[job_id, orjson.dumps(record), timestamp_ms],
+        )
+        status = text(status)
+        if not status:
+            raise JobNotFound()
+        if status in TERMINAL_STATUSES:
+            raise WrongState(f"Job is {status}; progress can only be reported before it ends")
+        return record
+
+    async def get_progress(self, space_id: str, job_id: str) -> Any:
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(keys.job(job_id))
+            pipe.get(keys.progress(job_id))
+            exists, record = await pipe.execute()
+        if not exists:
+            raise JobNotFound()
+        if record is None:
+            return {"jobId": job_id, "progress": None, "timestamp": None}
+        return orjson.Fragment(record)

@@ -1,0 +1,196 @@
+"""Per-job log sequence numbers and the visibility watermark, in Redis.
+
+Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
+  ``…:job:<jobId>:seq``          last seq reserved
+  ``…:job:<jobId>:inflight``     zset ``first:last`` → lease expiry (ms): ranges being written
+  ``…:job:<jobId>:done``         zset ``first:last`` → first: finished (or abandoned) ranges above the watermark
+  ``…:job:<jobId>:visible``      the watermark: every seq <= it is searchable in Elasticsearch or abandoned
+  ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
+
+Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
+past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it with
+``refresh=wait_for`` and then mark it finished; the watermark advances only over a contiguous run of finished
+ranges. A range whose writer died is abandoned when its lease expires, so the watermark never stalls for long.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from service.domain.errors import JobNotFound, WrongState
+from service.stores.keyspace import SpaceKeys
+
+# Shared by FINISH and WATERMARK: abandon expired leases, then move the watermark over contiguous done ranges.
+# Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible; returns the new watermark.
+_ADVANCE = """
+local function advance()
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  for _, range in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+    redis.call('ZREM', KEYS[1], range)
+    redis.call('ZADD', KEYS[2], tonumber(string.match(range, '^(%d+):')), range)
+  end
+  local visible = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local moved = false
+  while true do
+    local lowest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+    if not lowest[1] or tonumber(lowest[2]) > visible + 1 then break end
+    local last = tonumber(string.match(lowest[1], ':(%d+)$'))
+    if last > visible then visible = last end
+    redis.call('ZREM', KEYS[2], lowest[1])
+    moved = true
+  end
+  if moved then redis.call('SET', KEYS[3], visible) end
+  return visible
+end
+"""
+
+# KEYS[1] job hash   KEYS[2] seq counter   KEYS[3] inflight zset   KEYS[4] idempotency key (or a dummy)
+# ARGV[1] line count   ARGV[2] lease (ms)   ARGV[3] idempotency TTL (s), 0 = no key   ARGV[4] body sha256
+# → {0} no such job | {2, stored} idempotency key already used | {1, first, last, job createdAt}
+RESERVE_LUA = """
+local created = redis.call('HGET', KEYS[1], 'createdAt')
+if not created then return {0} end
+if tonumber(ARGV[3]) > 0 then
+  local previous = redis.call('GET', KEYS[4])
+  if previous then return {2, previous} end
+  redis.call('SET', KEYS[4], 'pending:' .. ARGV[4], 'EX', ARGV[3])
+end
+local count = tonumber(ARGV[1])
+local last = redis.call('INCRBY', KEYS[2], count)
+local first = last - count + 1
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), first .. ':' .. last)
+return {1, first, last, created}
+"""
+
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)
+# ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = drop the key)
+# ARGV[4] 1 when an idempotency key is in use
+# → {1, watermark} finished in time | {0, watermark} the lease had expired: the range was abandoned
+FINISH_LUA = (
+    _ADVANCE
+    + """
+local held = redis.call('ZREM', KEYS[1], ARGV[1])
+if held == 1 then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) end
+if ARGV[4] == '1' then
+  if held == 1 and ARGV[3] ~= '' then
+    redis.call('SET', KEYS[4], ARGV[3], 'KEEPTTL')
+  else
+    redis.call('DEL', KEYS[4])
+  end
+end
+return {held, advance()}
+"""
+)
+
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash
+# → {} no such job | {watermark, job createdAt}
+WATERMARK_LUA = (
+    _ADVANCE
+    + """
+local created = redis.call('HGET', KEYS[4], 'createdAt')
+if not created then return {} end
+return {advance(), created}
+"""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    first_seq: int
+    last_seq: int
+    job_created_ms: int
+
+    @property
+    def member(self) -> str:
+        return f"{self.first_seq}:{self.last_seq}"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadWindow:
+    visible_seq: int
+    job_created_ms: int
+
+
+class LogSeqStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._reserve = redis.register_script(RESERVE_LUA)
+        self._finish = redis.register_script(FINISH_LUA)
+        self._watermark = redis.register_script(WATERMARK_LUA)
+
+    async def reserve(
+        self,
+        space_id: str,
+        job_id: str,
+        count: int,
+        lease_ms: int,
+        idempotency_digest: str | None,
+        idempotency_ttl_s: int,
+        body_digest: str,
+    ) -> Reservation | bytes:
+        """Reserve ``count`` seqs under a lease; returns the stored answer when the idempotency key was used."""
+        keys = SpaceKeys(space_id)
+        reply = await self._reserve(
+            keys=[
+                keys.job(job_id),
+                keys.log_seq(job_id),
+                keys.log_inflight(job_id),
+                keys.idempotency(job_id, idempotency_digest or "-"),
+            ],
+            args=[count, lease_ms, idempotency_ttl_s if idempotency_digest else 0, body_digest],
+        )
+        outcome = int(reply[0])
+        if outcome == 0:
+            raise JobNotFound()
+        if outcome == 2:
+            return _stored_answer(bytes(reply[1]), body_digest)
+        return Reservation(int(reply[1]), int(reply[2]), int(reply[3]))
+
+    async def finish(
+        self,
+        space_id: str,
+        job_id: str,
+        reservation: Reservation,
+        idempotency_digest: str | None,
+        body_digest: str,
+        answer: bytes | None,
+    ) -> bool:
+        """Mark a range finished (``answer`` set) or failed; False when its lease had already expired."""
+        keys = SpaceKeys(space_id)
+        kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
+        reply = await self._finish(
+            keys=[
+                keys.log_inflight(job_id),
+                keys.log_done(job_id),
+                keys.log_visible(job_id),
+                keys.idempotency(job_id, idempotency_digest or "-"),
+            ],
+            args=[reservation.member, reservation.first_seq, kept, 1 if idempotency_digest else 0],
+        )
+        return int(reply[0]) == 1
+
+    async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
+        """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
+        keys = SpaceKeys(space_id)
+        reply = await self._watermark(
+            keys=[keys.log_inflight(job_id), keys.log_done(job_id), keys.log_visible(job_id), keys.job(job_id)]
+        )
+        if not reply:
+            raise JobNotFound()
+        return ReadWindow(int(reply[0]), int(reply[1]))
+
+
+def _stored_answer(stored: bytes, body_digest: str) -> bytes:
+    state, _, rest = stored.partition(b":")
+    if state == b"pending":
+        raise WrongState("A request with this Idempotency-Key is still in progress; retry later")
+    # rest = b"<bodySha>:<answer JSON>" — the answer is only given back for the same body.
+    digest, _, answer = rest.partition(b":")
+    if digest.decode() != body_digest:
+        raise WrongState("This Idempotency-Key was already used with a different body")
+    return answer
