@@ -743,15 +743,15 @@ def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse
 
 
 def add_stack_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register `stack up|down|status|env`; each sets `func(args) -> int` (the exit code)."""
+    """Register `stack up|down|status|env`; each sets `run(args) -> int` (the exit code)."""
     stack = subparsers.add_parser("stack", help="local Redis + Elasticsearch (no Docker)")
     commands = stack.add_subparsers(dest="stack_command", required=True, metavar="{up,down,status,env}")
     up_parser = commands.add_parser("up", help="start the stack (idempotent) and print its URLs")
     up_parser.add_argument("--env", action="store_true", help="print shell `export` lines instead")
-    up_parser.set_defaults(func=_guarded(_cmd_up))
-    commands.add_parser("down", help="stop what `up` started").set_defaults(func=_guarded(_cmd_down))
-    commands.add_parser("status", help="show each part's state").set_defaults(func=_guarded(_cmd_status))
-    commands.add_parser("env", help="print `export JOBLENS_*_URL=...` lines").set_defaults(func=_guarded(_cmd_env))
+    up_parser.set_defaults(run=_guarded(_cmd_up))
+    commands.add_parser("down", help="stop what `up` started").set_defaults(run=_guarded(_cmd_down))
+    commands.add_parser("status", help="show each part's state").set_defaults(run=_guarded(_cmd_status))
+    commands.add_parser("env", help="print `export JOBLENS_*_URL=...` lines").set_defaults(run=_guarded(_cmd_env))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -759,8 +759,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.stack")
     add_stack_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["stack", *(sys.argv[1:] if argv is None else argv)])
-    func: Callable[[argparse.Namespace], int] = args.func
-    return func(args)
+    run: Callable[[argparse.Namespace], int] = args.run
+    return run(args)
 
 
 if __name__ == "__main__":

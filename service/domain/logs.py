@@ -47,7 +47,8 @@ def parse_log_query(query: Any) -> LogQuery:
         seq=after if after is not None else before if before is not None else 0,
         limit=min(limit, LOGS_LIMIT_MAX),
         levels=_levels(query.getall("level", [])),
-        text=text if text and text.strip() else None,
+        # Only words are searchable: a query without any letter or digit (say "*") filters nothing.
+        text=text if text and any(ch.isalnum() for ch in text) else None,
     )
 
 

@@ -1,0 +1,162 @@
+"""Create Jobs: one object or an array, defaults, all-or-nothing validation, the created/scheduled events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from dirty_equals import DirtyEquals, IsNow, IsStr
+
+from tests.conftest import Tenant, body, create_job
+
+ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
+ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def ulid() -> DirtyEquals[str]:
+    return IsStr(regex=ULID)
+
+
+def is_now() -> DirtyEquals[str]:
+    """An ISO time with milliseconds, in UTC, within a few seconds of now."""
+    return IsStr(regex=ISO_TIME) & IsNow(iso_string=True, tz=UTC, delta=10)
+
+
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def created_job(space_id: str, name: str = "test-job", **fields: Any) -> dict[str, Any]:
+    """The whole body of a freshly created job: contract fields, defaults, and the callback fields."""
+    created_at = is_now()
+    return {
+        "id": ulid(),
+        "spaceId": space_id,
+        "name": name,
+        "payload": None,
+        "status": "pending",
+        "maxRetries": 3,
+        "attemptNumber": 0,
+        "timeoutSeconds": 300,
+        "callbackUrl": None,
+        "callbackHeaders": None,
+        "deliveredAt": None,
+        "startedAt": None,
+        "completedAt": None,
+        "result": None,
+        "createdAt": created_at,
+        "updatedAt": created_at,
+        **fields,
+    }
+
+
+def event(job: dict[str, Any], kind: str, data: Any = None) -> dict[str, Any]:
+    return {
+        "id": ulid(),
+        "jobId": job["id"],
+        "spaceId": job["spaceId"],
+        "type": kind,
+        "data": data,
+        "createdAt": job["createdAt"],
+    }
+
+
+async def test_single_object_answers_201_with_the_job_and_its_defaults(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "encode"}, headers=admin)
+    created = await body(response, 201)
+    assert created == created_job(tenant.space_id, "encode")
+    assert created["updatedAt"] == created["createdAt"]
+
+
+async def test_get_job_shows_the_created_job_with_its_created_event(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    created = await create_job(client, tenant, admin)
+    got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
+    assert got == {**created, "events": [event(created, "created")]}
+
+
+async def test_all_given_fields_are_stored_and_shown(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    fields = {
+        "name": "x" * 200,
+        "payload": {"url": "s3://bucket/vidéo.mp4", "nested": {"list": [1, 2.5, None, True]}, "empty": {}},
+        "maxRetries": 25,
+        "timeoutSeconds": 86400,
+        "callbackUrl": "https://example.com/webhooks/jobs",
+        "callbackHeaders": {"Authorization": "Bearer your-secret", "X-Trace": ""},
+    }
+    created = await create_job(client, tenant, admin, **fields)
+    assert created == created_job(tenant.space_id, **fields)
+    got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
+    assert got == {**created, "events": [event(created, "created")]}
+
+
+async def test_lowest_bounds_are_accepted(client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]) -> None:
+    created = await create_job(client, tenant, admin, name="a", maxRetries=0, timeoutSeconds=1, payload={})
+    assert created == created_job(tenant.space_id, "a", maxRetries=0, timeoutSeconds=1, payload={})
+
+
+async def test_array_answers_201_with_an_array_in_the_same_order(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    jobs = [{"name": "first"}, {"name": "second", "maxRetries": 0}, {"name": "third", "payload": {"n": 3}}]
+    response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=jobs, headers=admin)
+    created = await body(response, 201)
+    assert created == [
+        created_job(tenant.space_id, "first"),
+        created_job(tenant.space_id, "second", maxRetries=0),
+        created_job(tenant.space_id, "third", payload={"n": 3}),
+    ]
+    assert len({job["id"] for job in created}) == 3
+    # One request, one creation time: the array is created at once.
+    assert len({job["createdAt"] for job in created}) == 1
+
+
+async def test_array_of_one_answers_an_array(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=[{"name": "only"}], headers=admin)
+    assert await body(response, 201) == [created_job(tenant.space_id, "only")]
+
+
+async def test_array_with_one_bad_element_stores_nothing(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    jobs = [{"name": "good"}, {"name": "also-good"}, {"name": "bad", "timeoutSeconds": 0}]
+    response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=jobs, headers=admin)
+    assert await body(response, 400) == {"error": "[2].timeoutSeconds must be an integer between 1 and 86400"}
+    listed = await client.get(f"/api/v1/spaces/{tenant.space_id}/jobs", headers=admin)
+    assert await body(listed, 200) == []
+
+
+async def test_future_scheduled_for_makes_a_scheduled_job_with_created_and_scheduled_events(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    scheduled_for = iso(datetime.now(UTC) + timedelta(hours=1))
+    created = await create_job(client, tenant, admin, scheduledFor=scheduled_for)
+    assert created == created_job(tenant.space_id, status="scheduled")
+    got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
+    # Times are ISO-8601 on the wire (API.md, Conventions), event data included.
+    assert got == {
+        **created,
+        "events": [event(created, "created"), event(created, "scheduled", {"scheduledFor": scheduled_for})],
+    }
+    assert got["events"][0]["id"] < got["events"][1]["id"]
+
+
+async def test_jobs_land_in_the_callers_space_whatever_the_body_says(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    response = await client.post(
+        f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "n", "spaceId": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, headers=admin
+    )
+    # spaceId is not a job field a caller may set: refused, not silently used or ignored.
+    assert await body(response, 400) == {
+        "error": "spaceId is not a job field; allowed: "
+        "callbackHeaders, callbackUrl, maxRetries, name, payload, scheduledFor, timeoutSeconds"
+    }

@@ -1,0 +1,169 @@
+"""POST /jobs/:jobId/logs: body forms, defaults, validation, limits and idempotent retries."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp.test_utils import TestClient
+from dirty_equals import IsStr
+
+from tests.conftest import Tenant, body, create_job
+from tests.logs_helpers import append, page, seqs
+
+ULID = IsStr(regex=r"[0-9A-HJKMNP-TV-Z]{26}")
+ISO = IsStr(regex=r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
+
+
+@pytest.fixture
+async def job_id(client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]) -> str:
+    job = await create_job(client, tenant, admin)
+    return str(job["id"])
+
+
+async def test_envelope_is_acknowledged_with_seqs_and_defaults_are_applied(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str
+) -> None:
+    answer = await append(
+        client,
+        job_id,
+        admin,
+        [
+            {"message": "first"},
+            {
+                "message": "second",
+                "level": "ERROR",
+                "source": "worker-a",
+                "metadata": {"chunk": 12, "nested": {"ok": True}},
+                "loggedAt": "2026-03-01T09:21:01.120+01:00",
+            },
+        ],
+    )
+    assert answer == {"accepted": 2, "firstSeq": 1, "lastSeq": 2}
+    result = await page(client, job_id, admin, after=0)
+    assert result == {
+        "logs": [
+            {
+                "id": ULID,
+                "seq": 1,
+                "level": "info",
+                "message": "first",
+                "source": None,
+                "metadata": None,
+                "loggedAt": ISO,
+                "createdAt": ISO,
+            },
+            {
+                "id": ULID,
+                "seq": 2,
+                "level": "error",
+                "message": "second",
+                "source": "worker-a",
+                "metadata": {"chunk": 12, "nested": {"ok": True}},
+                "loggedAt": "2026-03-01T08:21:01.120Z",
+                "createdAt": ISO,
+            },
+        ],
+        "cursor": {"mode": "after", "oldestSeq": 1, "newestSeq": 2, "hasMore": False},
+    }
+    assert result["logs"][0]["loggedAt"] == result["logs"][0]["createdAt"]
+
+
+async def test_bare_array_and_ndjson_bodies_continue_the_sequence(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str
+) -> None:
+    response = await client.post(f"/api/v1/jobs/{job_id}/logs", json=[{"message": "a"}], headers=admin)
+    assert await body(response, 200) == {"accepted": 1, "firstSeq": 1, "lastSeq": 1}
+    ndjson = b'{"message": "b"}\n\n{"message": "c", "level": "warn"}\n'
+    headers = {**admin, "Content-Type": "application/x-ndjson"}
+    response = await client.post(f"/api/v1/jobs/{job_id}/logs", data=ndjson, headers=headers)
+    assert await body(response, 200) == {"accepted": 2, "firstSeq": 2, "lastSeq": 3}
+    result = await page(client, job_id, admin)
+    assert [(line["seq"], line["message"], line["level"]) for line in result["logs"]] == [
+        (1, "a", "info"),
+        (2, "b", "info"),
+        (3, "c", "warn"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lines", "error"),
+    [
+        ([{"message": "ok"}, {"level": "info"}], "logs[1].message is required: a string of at most 32768 bytes"),
+        ([{"message": "ok"}, {"message": 5}], "logs[1].message is required: a string of at most 32768 bytes"),
+        ([{"message": "x" * 32769}], "logs[0].message is required: a string of at most 32768 bytes"),
+        ([{"message": "ok", "level": "loud"}], "logs[0].level must be one of trace, debug, info, warn, error, fatal"),
+        ([{"message": "ok", "source": 3}], "logs[0].source must be a string of at most 256 characters"),
+        ([{"message": "ok", "metadata": [1]}], "logs[0].metadata must be an object"),
+        ([{"message": "ok", "loggedAt": "yesterday"}], "logs[0].loggedAt must be an ISO-8601 time with a zone"),
+        (
+            [{"message": "ok", "loggedAt": "2026-01-01T00:00:00"}],
+            "logs[0].loggedAt must be an ISO-8601 time with a zone",
+        ),
+        (
+            [{"message": "ok", "seq": 7}],
+            "logs[0].seq is not a log line field; allowed: level, loggedAt, message, metadata, source",
+        ),
+        (["just text"], "logs[0] must be an object with a message"),
+        ([], "logs must hold at least one line"),
+    ],
+)
+async def test_a_bad_line_is_named_and_nothing_is_stored(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str, lines: list[Any], error: str
+) -> None:
+    response = await client.post(f"/api/v1/jobs/{job_id}/logs", json={"logs": lines}, headers=admin)
+    assert await body(response, 400) == {"error": error}
+    assert (await append(client, job_id, admin, [{"message": "next"}]))["firstSeq"] == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "error"),
+    [
+        (b"{not json", "application/json", "body is not valid JSON"),
+        (b"", "application/json", "body must be JSON, got an empty body"),
+        (b'{"lines": []}', "application/json", 'body must be {"logs": [...]}, an array of log lines, or NDJSON'),
+        (b'{"message": "a"}\n{oops\n', "application/x-ndjson", "NDJSON line 2 is not valid JSON"),
+    ],
+)
+async def test_malformed_bodies_are_400(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str, raw: bytes, content_type: str, error: str
+) -> None:
+    headers = {**admin, "Content-Type": content_type}
+    result = await body(await client.post(f"/api/v1/jobs/{job_id}/logs", data=raw, headers=headers), 400)
+    assert result["error"].startswith(error)
+
+
+async def test_more_than_1000_lines_or_5_mib_is_413_and_nothing_is_stored(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str
+) -> None:
+    too_many = [{"message": f"line {i}"} for i in range(1001)]
+    response = await client.post(f"/api/v1/jobs/{job_id}/logs", json=too_many, headers=admin)
+    assert await body(response, 413) == {"error": "logs may hold at most 1000 lines per request, got 1001"}
+    too_big = orjson.dumps([{"message": "x" * 30_000}] * 180)
+    assert len(too_big) > 5 * 1024 * 1024
+    response = await client.post(f"/api/v1/jobs/{job_id}/logs", data=io.BytesIO(too_big), headers=admin)
+    assert await body(response, 413) == {"error": "Request body too large"}
+    assert (await page(client, job_id, admin))["logs"] == []
+
+
+async def test_unknown_job_is_404(client: TestClient[Any, Any], admin: dict[str, str]) -> None:
+    response = await client.post("/api/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/logs", json=[{"message": "m"}], headers=admin)
+    assert await body(response, 404) == {"error": "Job not found"}
+
+
+async def test_idempotency_key_returns_the_first_answer_and_appends_once(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str
+) -> None:
+    headers = {**admin, "Idempotency-Key": "batch-42"}
+    lines = [{"message": "once"}, {"message": "only"}]
+    first = await body(await client.post(f"/api/v1/jobs/{job_id}/logs", json=lines, headers=headers), 200)
+    retry = await body(await client.post(f"/api/v1/jobs/{job_id}/logs", json=lines, headers=headers), 200)
+    assert first == retry == {"accepted": 2, "firstSeq": 1, "lastSeq": 2}
+    assert seqs(await page(client, job_id, admin)) == [1, 2]
+
+    other_body = await client.post(f"/api/v1/jobs/{job_id}/logs", json=[{"message": "different"}], headers=headers)
+    assert await body(other_body, 409) == {"error": "This Idempotency-Key was already used with a different body"}
+    fresh = await body(await client.post(f"/api/v1/jobs/{job_id}/logs", json=lines, headers=admin), 200)
+    assert fresh == {"accepted": 2, "firstSeq": 3, "lastSeq": 4}
