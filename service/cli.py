@@ -76,6 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = replace(settings, **overrides)
     settings.validate()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one INFO line per ES request otherwise
     web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
     return 0
 

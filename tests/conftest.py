@@ -86,8 +86,8 @@ def settings(backends: Backends) -> Settings:
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    # No FLUSHDB: every test works in spaces of its own (fresh ULIDs), so test runs may overlap safely.
     client = redis_client(settings)
-    await client.flushdb()
     yield client
     await client.aclose()
 
