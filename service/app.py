@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -12,14 +13,18 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
 
-from service.api.context import ELASTICSEARCH, JOBS, KEYS, LOGS, REDIS, SETTINGS
+from service.api.context import ELASTICSEARCH, JOBS, KEYS, LIFECYCLE, LOGS, REDIS, SETTINGS
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, request_id_middleware
+from service.services.background import BackgroundWorker
+from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.es_logs import LogStore
+from service.stores.redis_callbacks import CallbackStore
 from service.stores.redis_jobs import JobStore
 from service.stores.redis_keys import KeyStore
+from service.stores.redis_lifecycle import LifecycleStore
 from service.stores.redis_logseq import LogSeqStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +39,8 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(elasticsearch_ctx)
+    if settings.background_tasks:
+        app.cleanup_ctx.append(background_ctx)
     app.add_routes(routes)
     return app
 
@@ -66,6 +73,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REDIS] = client
         app[KEYS] = KeyStore(client)
         app[JOBS] = JobStore(client)
+        app[LIFECYCLE] = LifecycleService(LifecycleStore(client))
         yield
     finally:
         await client.aclose()
@@ -83,6 +91,15 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await client.close()
+
+
+async def background_ctx(app: web.Application) -> AsyncIterator[None]:
+    worker = BackgroundWorker(app[REDIS], app[LIFECYCLE], CallbackStore(app[REDIS]), app[SETTINGS])
+    task = asyncio.create_task(worker.run(), name="joblens-background")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def connect_with_retry(name: str, probe: Callable[[], Awaitable[T]], timeout_s: float) -> T:

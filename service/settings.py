@@ -6,9 +6,13 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+# In a source checkout (and an editable install) the templates sit beside the package.
+DEFAULT_INDEX_TEMPLATES_DIR = str(Path(__file__).resolve().parents[1] / "index_templates")
 
 
 class SettingsError(ValueError):
@@ -22,6 +26,7 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     elasticsearch_urls: tuple[str, ...] = ("http://127.0.0.1:9200",)
     index_prefix: str = "joblogs"
+    index_templates_dir: str = DEFAULT_INDEX_TEMPLATES_DIR
     index_shards: int = 1
     index_replicas: int = 0
     index_refresh_interval_s: float = 1.0
@@ -125,6 +130,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "redis_url": _typed(_url(("redis", "rediss", "unix")), "a redis:// URL"),
     "elasticsearch_urls": _typed(_url_list, "comma-separated http(s):// URLs"),
     "index_prefix": _STR,
+    "index_templates_dir": _STR,
     "index_shards": _INT,
     "index_replicas": _INT,
     "index_refresh_interval_s": _FLOAT,

@@ -330,6 +330,7 @@ def _apt_install(package: str) -> None:
 def _start_redis(paths: Paths, port: int, deadline: float) -> int:
     paths.redis_dir.mkdir(parents=True, exist_ok=True)
     paths.redis_pidfile.unlink(missing_ok=True)
+    paths.redis_log.write_text("")
     options = {
         "port": str(port),
         "bind": LOOPBACK,
@@ -344,7 +345,10 @@ def _start_redis(paths: Paths, port: int, deadline: float) -> int:
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise StackError(f"redis-server failed to start: {_last_line(done.stderr or done.stdout)}")
-    return _read_pidfile(paths.redis_pidfile, deadline)
+    try:
+        return _read_pidfile(paths.redis_pidfile, min(deadline, time.monotonic() + 10.0))
+    except StackError:
+        raise StackError(f"redis-server did not start; {_log_hint(paths.redis_log)}") from None
 
 
 def _redis_ready(port: int) -> bool:
@@ -498,9 +502,10 @@ def _chown_tree(root: Path, user: str) -> None:
 
 
 def _prepare_es(paths: Paths, ports: Ports, user: str | None) -> None:
-    """Unpack, start from an empty data dir (the stack is ephemeral, like Redis), write config."""
+    """Unpack, start with empty data and logs (the stack is ephemeral, like Redis), write config."""
     _unpack_es(paths)
     shutil.rmtree(paths.es_dir / "data", ignore_errors=True)
+    shutil.rmtree(paths.es_dir / "logs", ignore_errors=True)
     for directory in paths.es_owned_dirs:
         directory.mkdir(parents=True, exist_ok=True)
     paths.es_dir.chmod(0o755)

@@ -6,6 +6,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
+from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.redis_jobs import JobStore
@@ -17,6 +18,7 @@ ELASTICSEARCH = web.AppKey("elasticsearch", AsyncElasticsearch)
 KEYS = web.AppKey("keys", KeyStore)
 JOBS = web.AppKey("jobs", JobStore)
 LOGS = web.AppKey("logs", LogService)
+LIFECYCLE = web.AppKey("lifecycle", LifecycleService)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -7,8 +7,16 @@ import asyncio
 from aiohttp import web
 
 from service.api.auth import caller, requires
-from service.api.context import ELASTICSEARCH, JOBS, LOGS, REDIS
+from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, REDIS
 from service.api.responses import error_response, json_response, raw_json_response
+from service.domain.lifecycle import (
+    parse_checkpoint,
+    parse_complete,
+    parse_event,
+    parse_fail,
+    parse_kill,
+    parse_poll,
+)
 from service.domain.logs import parse_log_query
 from service.domain.validation import parse_list_jobs, parse_new_jobs, parse_progress
 
@@ -107,3 +115,67 @@ async def append_logs(request: web.Request) -> web.Response:
         idempotency_key,
     )
     return raw_json_response(answer)
+
+
+@routes.post("/api/v1/spaces/{spaceId}/jobs/poll")
+@requires("jobs:poll")
+async def poll_jobs(request: web.Request) -> web.Response:
+    poll = parse_poll(await request.read())
+    return json_response({"jobs": await request.app[LIFECYCLE].poll(caller(request).space_id, poll)})
+
+
+async def _transition(request: web.Request, operation: str, *args: str | bytes) -> web.Response:
+    job = await request.app[LIFECYCLE].transition(
+        operation, caller(request).space_id, request.match_info["jobId"], *args
+    )
+    return json_response(job)
+
+
+@routes.post("/api/v1/jobs/{jobId}/claim")
+@requires("jobs:poll")
+async def claim_job(request: web.Request) -> web.Response:
+    return await _transition(request, "claim")
+
+
+@routes.post("/api/v1/jobs/{jobId}/ack")
+@requires("jobs:ack")
+async def ack_job(request: web.Request) -> web.Response:
+    return await _transition(request, "ack")
+
+
+@routes.post("/api/v1/jobs/{jobId}/keepalive")
+@requires("jobs:keepalive")
+async def keepalive_job(request: web.Request) -> web.Response:
+    return await _transition(request, "keepalive")
+
+
+@routes.post("/api/v1/jobs/{jobId}/checkpoint")
+@requires("jobs:event")
+async def checkpoint_job(request: web.Request) -> web.Response:
+    data = parse_checkpoint(await request.read())
+    return await _transition(request, "event", b'"checkpoint"', data, "1")
+
+
+@routes.post("/api/v1/jobs/{jobId}/event")
+@requires("jobs:event")
+async def record_event(request: web.Request) -> web.Response:
+    kind, data = parse_event(await request.read())
+    return await _transition(request, "event", kind, data, "0")
+
+
+@routes.post("/api/v1/jobs/{jobId}/complete")
+@requires("jobs:complete")
+async def complete_job(request: web.Request) -> web.Response:
+    return await _transition(request, "complete", parse_complete(await request.read()))
+
+
+@routes.post("/api/v1/jobs/{jobId}/fail")
+@requires("jobs:fail")
+async def fail_job(request: web.Request) -> web.Response:
+    return await _transition(request, "fail", parse_fail(await request.read()))
+
+
+@routes.post("/api/v1/jobs/{jobId}/kill")
+@requires("jobs:kill")
+async def kill_job(request: web.Request) -> web.Response:
+    return await _transition(request, "kill", parse_kill(await request.read()))

@@ -1,7 +1,7 @@
 """Log lines in Elasticsearch: the index template, bulk writes and the seq-ordered reads.
 
-Owns every index matching ``<prefix>-*`` and the composable template ``<prefix>`` (from
-``index_templates/joblogs.json``). A job's lines live in the index of the job's creation month
+Owns every index matching ``<prefix>-*`` and the composable template ``<prefix>``
+(from ``index_templates/joblogs.json``, see ``JOBLENS_INDEX_TEMPLATES_DIR``). A job's lines live in the index of the job's creation month
 (``<prefix>-YYYY.MM``), routed by job id (one shard), with ``_id = <jobId>:<seq>`` written by ``create`` so a
 retried bulk can never store a line twice.
 """
@@ -22,7 +22,7 @@ from elasticsearch import AsyncElasticsearch
 from service.domain.logs import LogQuery
 from service.settings import Settings
 
-TEMPLATE_FILE = Path(__file__).resolve().parents[2] / "index_templates" / "joblogs.json"
+TEMPLATE_FILE_NAME = "joblogs.json"
 RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
 LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
 
@@ -39,7 +39,7 @@ class LogPage:
 
 def index_template(settings: Settings) -> dict[str, Any]:
     """The template file with this deployment's prefix, shard and replica counts and refresh interval."""
-    template: dict[str, Any] = orjson.loads(TEMPLATE_FILE.read_bytes())
+    template: dict[str, Any] = orjson.loads((Path(settings.index_templates_dir) / TEMPLATE_FILE_NAME).read_bytes())
     template["index_patterns"] = [f"{settings.index_prefix}-*"]
     index_settings = template["template"]["settings"]["index"]
     index_settings["number_of_shards"] = settings.index_shards

@@ -72,6 +72,10 @@ class SpaceKeys:
         """Pending jobs scored by the time they became available (oldest first)."""
         return f"{self.prefix}:queue"
 
+    def name_queue(self, name: str) -> str:
+        """Pending jobs of one name, scored like ``queue`` (poll with a names filter)."""
+        return f"{self.prefix}:queue:name:{name}"
+
     @property
     def scheduled(self) -> str:
         """Scheduled jobs scored by ``scheduledFor``."""

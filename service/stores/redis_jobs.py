@@ -93,6 +93,7 @@ class JobStore:
                     tx.zadd(keys.scheduled, {job_id: job.scheduled_for_ms})
                 else:
                     tx.zadd(keys.queue, {job_id: created_ms})
+                    tx.zadd(keys.name_queue(job.name), {job_id: created_ms})
             await tx.execute()
         return [job_view(stored, detailed=True) for stored in stored_jobs]
 

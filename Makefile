@@ -1,0 +1,70 @@
+# joblens — the single entry point for developers and CI.
+#   make run    start the local Redis + Elasticsearch stack and serve the API (foreground)
+#   make test   lint + format check + mypy + pytest against the local stack (what CI runs)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV  := .venv
+BIN   := $(VENV)/bin
+PY    := $(BIN)/python
+STAMP := $(VENV)/.installed
+STACK := $(BIN)/joblens stack
+SERVE_ARGS ?=
+
+.PHONY: help setup venv run test lint fmt stack-up stack-down stack-status bench bench-quick clean
+
+help:
+	@echo "make run           stack up + joblens serve (foreground)"
+	@echo "make test          ruff, ruff format --check, mypy --strict, pytest against the stack"
+	@echo "make lint | fmt    static checks | auto-format"
+	@echo "make stack-up | stack-down | stack-status"
+	@echo "make bench | bench-quick"
+	@echo "make setup | venv | clean"
+
+# System tools: redis-server (apt), Maven and a Java 21+ JDK for Elasticsearch.
+setup:
+	@bash scripts/setup.sh
+
+venv: $(STAMP)
+
+# Re-installed only when pyproject.toml changes; pip's own cache makes re-runs cheap.
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[dev]'
+	@touch $@
+
+run: setup venv
+	$(STACK) up
+	eval "$$($(STACK) env)" && exec $(BIN)/joblens serve $(SERVE_ARGS)
+
+test: setup venv
+	bash scripts/test.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict service
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+stack-up: setup venv
+	$(STACK) up
+
+stack-down: venv
+	$(STACK) down
+
+stack-status: venv
+	$(STACK) status
+
+bench: setup venv
+	$(STACK) up
+	eval "$$($(STACK) env)" && $(PY) -m bench.run
+
+bench-quick: setup venv
+	$(STACK) up
+	eval "$$($(STACK) env)" && $(PY) -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

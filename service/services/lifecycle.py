@@ -1,0 +1,61 @@
+"""Worker calls that move a job through its life, and the sweep that enforces schedules and deadlines."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.domain.clock import now_ms
+from service.domain.jobs import job_view
+from service.domain.lifecycle import PollRequest
+from service.stores.redis_lifecycle import LifecycleStore, Transition, wrong_state
+
+# operation → (what the 409 message calls it, the state it requires)
+REQUIREMENTS = {
+    "claim": ("claim", "pending"),
+    "ack": ("ack", "delivered"),
+    "keepalive": ("keepalive", "running"),
+    "complete": ("complete", "running"),
+    "fail": ("fail", "delivered or running"),
+    "kill": ("kill", "non-terminal"),
+    "event": ("checkpoint", "non-terminal"),
+}
+POLL_ROUNDS = 3  # candidates can be claimed by a concurrent poller; look again a bounded number of times
+SWEEP_BATCH = 200
+
+
+class LifecycleService:
+    def __init__(self, store: LifecycleStore) -> None:
+        self._store = store
+
+    async def transition(self, operation: str, space_id: str, job_id: str, *args: str | bytes) -> dict[str, Any]:
+        """Run one transition on one job; `WrongState` (409) names the job's current status."""
+        name = await self._store.job_name(space_id, job_id)
+        result = await self._store.run(operation, space_id, job_id, name, *args)
+        if result.outcome == "wrong":
+            raise wrong_state(result, *REQUIREMENTS[operation])
+        return job_view(result.job)
+
+    async def poll(self, space_id: str, request: PollRequest) -> list[dict[str, Any]]:
+        """Claim up to ``count`` of the oldest pending jobs; concurrent pollers never get the same job."""
+        claimed: list[dict[str, Any]] = []
+        for _ in range(POLL_ROUNDS):
+            wanted = request.count - len(claimed)
+            candidates = await self._store.pending_candidates(space_id, request.names, wanted)
+            if not candidates:
+                break
+            results = await self._store.run_many("claim", space_id, candidates)
+            claimed.extend(job_view(r.job) for r in results if r is not None and r.outcome == "ok")
+            if len(claimed) >= request.count:
+                break
+        return claimed
+
+    async def sweep(self, space_id: str) -> int:
+        """Promote due scheduled jobs and handle due deadlines; returns how many jobs this call moved.
+        Each script re-checks that its job is due, so concurrent sweeps handle every deadline once."""
+        deadlines, scheduled = await self._store.due(space_id, now_ms(), SWEEP_BATCH)
+        moved: list[Transition | None] = []
+        if scheduled:
+            moved += await self._store.run_many("promote", space_id, await self._store.names_of(space_id, scheduled))
+        if deadlines:
+            moved += await self._store.run_many("timeout", space_id, await self._store.names_of(space_id, deadlines))
+        return sum(1 for result in moved if result is not None and result.outcome == "ok")

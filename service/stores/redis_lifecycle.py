@@ -1,0 +1,331 @@
+"""Job lifecycle transitions in Redis: each one is a single Lua script on the space's slot.
+
+A transition updates the job hash, the per-status indexes, the queues, the deadlines, the event list and the
+callback schedule together, so a job is always in exactly one status index and two workers can never claim
+the same job. Keys (under the space's hash tag, see `keyspace.SpaceKeys`) — every script receives them in the
+order of `TransitionKeys` below and never builds a key itself:
+  ``…:job:<jobId>`` hash, ``…:job:<jobId>:events`` list, ``…:queue`` and ``…:queue:name:<name>`` (pending jobs by
+  availability time), ``…:scheduled``, ``…:deadlines`` (ack or execution deadline), ``…:callbacks`` (deliveries
+  due), and the seven ``…:jobs:<status>`` indexes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import orjson
+from redis.asyncio import Redis
+
+from service.domain.clock import iso_from_ms, new_id, now_ms
+from service.domain.errors import JobNotFound, WrongState
+from service.domain.jobs import JOB_STATUSES
+from service.stores.keyspace import SpaceKeys, text
+from service.stores.redis_jobs import decode_hash
+
+# Shared by every transition script. KEYS layout (TransitionKeys):
+#   1 job hash   2 events   3 queue   4 queue of the job's name   5 scheduled   6 deadlines   7 callbacks
+#   8..14 status indexes: scheduled, pending, delivered, running, completed, dead, killed
+# ARGV layout: 1 job id   2 space id   3 now (ms)   4 now (ISO)   5..7 event ids   8.. operation arguments
+_PRELUDE = """
+local INDEX = {scheduled=8, pending=9, delivered=10, running=11, completed=12, dead=13, killed=14}
+local TERMINAL = {completed=true, dead=true, killed=true}
+local job_id, space_id, now, now_iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local next_event = 5
+
+local function field(name) return redis.call('HGET', KEYS[1], name) end
+
+local function move(from, to)
+  local created = field('createdAt')
+  redis.call('ZREM', KEYS[INDEX[from]], job_id)
+  redis.call('ZADD', KEYS[INDEX[to]], created, job_id)
+  redis.call('HSET', KEYS[1], 'status', to, 'updatedAt', now)
+end
+
+local function event(kind, data_json)
+  local id = ARGV[next_event]
+  next_event = next_event + 1
+  redis.call('RPUSH', KEYS[2], '{"id":"' .. id .. '","jobId":"' .. job_id .. '","spaceId":"' .. space_id ..
+    '","type":' .. kind .. ',"data":' .. data_json .. ',"createdAt":"' .. now_iso .. '"}')
+end
+
+local function enqueue(at)
+  redis.call('ZADD', KEYS[3], at, job_id)
+  redis.call('ZADD', KEYS[4], at, job_id)
+end
+
+local function dequeue()
+  redis.call('ZREM', KEYS[3], job_id)
+  redis.call('ZREM', KEYS[4], job_id)
+end
+
+local function finish(to, result_json)
+  redis.call('ZREM', KEYS[6], job_id)
+  redis.call('ZREM', KEYS[5], job_id)
+  dequeue()
+  redis.call('HSET', KEYS[1], 'completedAt', now)
+  if result_json then redis.call('HSET', KEYS[1], 'result', result_json) end
+  if field('callbackUrl') ~= '' then redis.call('ZADD', KEYS[7], 'NX', now, job_id) end
+end
+
+-- fail or time out a delivered/running job: retry while attempts remain, else dead
+local function fail(status, error_json)
+  local attempt = tonumber(field('attemptNumber'))
+  redis.call('ZREM', KEYS[6], job_id)
+  if attempt < tonumber(field('maxRetries')) then
+    move(status, 'pending')
+    redis.call('HSET', KEYS[1], 'attemptNumber', attempt + 1, 'deliveredAt', '', 'startedAt', '')
+    enqueue(now)
+    event('"retried"', '{"error":' .. error_json .. ',"attempt":' .. (attempt + 1) .. '}')
+    return 'pending'
+  end
+  move(status, 'dead')
+  finish('dead', nil)
+  event('"dead"', '{"error":' .. error_json .. ',"attempt":' .. attempt .. '}')
+  return 'dead'
+end
+
+local function reply(outcome)
+  return {outcome, redis.call('HGETALL', KEYS[1])}
+end
+
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', {}} end
+local status = field('status')
+"""
+
+
+def _script(body: str) -> str:
+    return _PRELUDE + body
+
+
+# pending → delivered; the ack deadline starts.   → 'ok' | 'wrong:<status>'
+CLAIM_LUA = _script("""
+if status ~= 'pending' then return reply('wrong:' .. status) end
+dequeue()
+move('pending', 'delivered')
+redis.call('HSET', KEYS[1], 'deliveredAt', now)
+redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+event('"delivered"', '{"attempt":' .. field('attemptNumber') .. '}')
+return reply('ok')
+""")
+
+# delivered → running; the execution deadline starts.
+ACK_LUA = _script("""
+if status ~= 'delivered' then return reply('wrong:' .. status) end
+move('delivered', 'running')
+redis.call('HSET', KEYS[1], 'startedAt', now)
+redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+event('"started"', '{"attempt":' .. field('attemptNumber') .. '}')
+return reply('ok')
+""")
+
+# running: the execution deadline becomes now + timeoutSeconds.
+KEEPALIVE_LUA = _script("""
+if status ~= 'running' then return reply('wrong:' .. status) end
+redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+redis.call('HSET', KEYS[1], 'updatedAt', now)
+return reply('ok')
+""")
+
+# ARGV[8] event type (JSON string)   ARGV[9] data JSON   ARGV[10] '1' = also reset a running job's deadline
+# Custom events are accepted in any state; checkpoints only before the job ends.
+EVENT_LUA = _script("""
+if ARGV[10] == '1' then
+  if TERMINAL[status] then return reply('wrong:' .. status) end
+  if status == 'running' then
+    redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+  end
+end
+event(ARGV[8], ARGV[9])
+redis.call('HSET', KEYS[1], 'updatedAt', now)
+return reply('ok')
+""")
+
+# running → completed.   ARGV[8] result JSON
+COMPLETE_LUA = _script("""
+if status ~= 'running' then return reply('wrong:' .. status) end
+move('running', 'completed')
+finish('completed', ARGV[8])
+event('"completed"', ARGV[8])
+return reply('ok')
+""")
+
+# delivered/running → pending (retry) or dead.   ARGV[8] error JSON string
+FAIL_LUA = _script("""
+if status ~= 'running' and status ~= 'delivered' then return reply('wrong:' .. status) end
+fail(status, ARGV[8])
+return reply('ok')
+""")
+
+# any non-terminal → killed.   ARGV[8] reason JSON (string or null)
+KILL_LUA = _script("""
+if TERMINAL[status] then return reply('wrong:' .. status) end
+move(status, 'killed')
+finish('killed', nil)
+event('"killed"', '{"reason":' .. ARGV[8] .. '}')
+return reply('ok')
+""")
+
+# A due deadline: a delivered job not acked goes back to pending; a running one is failed with a `timeout`
+# event. Acts only when the deadline is really due, so each deadline is handled once whoever runs the sweep.
+TIMEOUT_LUA = _script("""
+local due = redis.call('ZSCORE', KEYS[6], job_id)
+if not due or tonumber(due) > now then return reply('not-due') end
+if status == 'delivered' then
+  redis.call('ZREM', KEYS[6], job_id)
+  move('delivered', 'pending')
+  redis.call('HSET', KEYS[1], 'deliveredAt', '')
+  enqueue(now)
+  event('"timeout"', '{"reason":"not acknowledged within timeoutSeconds","attempt":' .. field('attemptNumber') .. '}')
+  return reply('ok')
+end
+if status == 'running' then
+  event('"timeout"', '{"reason":"no progress, checkpoint or keepalive within timeoutSeconds","attempt":' ..
+    field('attemptNumber') .. '}')
+  fail('running', '"timeout"')
+  return reply('ok')
+end
+redis.call('ZREM', KEYS[6], job_id)
+return reply('not-due')
+""")
+
+# A scheduled job whose time has come becomes pending, available since its scheduledFor.
+PROMOTE_LUA = _script("""
+local due = redis.call('ZSCORE', KEYS[5], job_id)
+if status ~= 'scheduled' or not due or tonumber(due) > now then return reply('not-due') end
+redis.call('ZREM', KEYS[5], job_id)
+move('scheduled', 'pending')
+enqueue(tonumber(due))
+return reply('ok')
+""")
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    outcome: str  # 'ok', 'not-due', or 'wrong' (with the current status)
+    status: str
+    job: dict[str, str]
+
+
+class LifecycleStore:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._scripts = {
+            name: redis.register_script(source)
+            for name, source in {
+                "claim": CLAIM_LUA,
+                "ack": ACK_LUA,
+                "keepalive": KEEPALIVE_LUA,
+                "event": EVENT_LUA,
+                "complete": COMPLETE_LUA,
+                "fail": FAIL_LUA,
+                "kill": KILL_LUA,
+                "timeout": TIMEOUT_LUA,
+                "promote": PROMOTE_LUA,
+            }.items()
+        }
+
+    async def job_name(self, space_id: str, job_id: str) -> str:
+        """A job's name (immutable) — it names the job's queue key; `JobNotFound` if there is no such job."""
+        name = await self._redis.hget(SpaceKeys(space_id).job(job_id), "name")
+        if name is None:
+            raise JobNotFound()
+        return text(name)
+
+    async def run(
+        self, operation: str, space_id: str, job_id: str, name: str, *operation_args: str | bytes
+    ) -> Transition:
+        """Run one transition script; `JobNotFound` when the job is gone."""
+        reply = await self._scripts[operation](
+            keys=transition_keys(SpaceKeys(space_id), job_id, name),
+            args=[job_id, space_id, *clock_args(), *operation_args],
+        )
+        return _transition(reply)
+
+    async def run_many(self, operation: str, space_id: str, jobs: Sequence[tuple[str, str]]) -> list[Transition | None]:
+        """The same transition for several (jobId, name) pairs in one round trip; None where the job is gone."""
+        keys = SpaceKeys(space_id)
+        script = self._scripts[operation]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, name in jobs:
+                await script(
+                    keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args()], client=pipe
+                )
+            replies = await pipe.execute()
+        return [None if text(r[0]) == "missing" else _transition(r) for r in replies]
+
+    async def pending_candidates(self, space_id: str, names: Sequence[str], count: int) -> list[tuple[str, str]]:
+        """The oldest pending (jobId, name) pairs, optionally only of ``names``; candidates, not claims."""
+        keys = SpaceKeys(space_id)
+        if not names:
+            job_ids = [text(j) for j in cast(list[bytes], await self._redis.zrange(keys.queue, 0, count - 1))]
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for job_id in job_ids:
+                    pipe.hget(keys.job(job_id), "name")
+                found = await pipe.execute()
+            return [(job_id, text(name)) for job_id, name in zip(job_ids, found, strict=True) if name is not None]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.zrange(keys.name_queue(name), 0, count - 1, withscores=True)
+            per_name = await pipe.execute()
+        merged = sorted(
+            (float(score), text(job_id), name)
+            for name, entries in zip(names, per_name, strict=True)
+            for job_id, score in entries
+        )
+        return [(job_id, name) for _, job_id, name in merged[:count]]
+
+    async def due(self, space_id: str, now: int, limit: int) -> tuple[list[str], list[str]]:
+        """Job ids whose deadline passed, and scheduled job ids whose time came."""
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(keys.deadlines, "-inf", now, start=0, num=limit)
+            pipe.zrangebyscore(keys.scheduled, "-inf", now, start=0, num=limit)
+            deadlines, scheduled = await pipe.execute()
+        return [text(j) for j in deadlines], [text(j) for j in scheduled]
+
+    async def names_of(self, space_id: str, job_ids: Sequence[str]) -> list[tuple[str, str]]:
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in job_ids:
+                pipe.hget(keys.job(job_id), "name")
+            found = await pipe.execute()
+        return [(job_id, text(name)) for job_id, name in zip(job_ids, found, strict=True) if name is not None]
+
+
+def transition_keys(keys: SpaceKeys, job_id: str, name: str) -> list[str]:
+    return [
+        keys.job(job_id),
+        keys.events(job_id),
+        keys.queue,
+        keys.name_queue(name),
+        keys.scheduled,
+        keys.deadlines,
+        keys.callbacks,
+        *(keys.jobs_with_status(status) for status in JOB_STATUSES),
+    ]
+
+
+def clock_args() -> list[str]:
+    """now (ms), now (ISO) and three fresh event ids — a script records at most three events."""
+    moment = now_ms()
+    return [str(moment), iso_from_ms(moment), new_id(), new_id(), new_id()]
+
+
+def json_arg(value: Any) -> bytes:
+    return orjson.dumps(value)
+
+
+def _transition(reply: Any) -> Transition:
+    outcome = text(reply[0])
+    if outcome == "missing":
+        raise JobNotFound()
+    flat = reply[1]
+    job = decode_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
+    kind, _, _ = outcome.partition(":")
+    return Transition(kind, job["status"], job)
+
+
+def wrong_state(transition: Transition, action: str, allowed: str) -> WrongState:
+    return WrongState(f"Job is {transition.status}; {action} requires a {allowed} job")
