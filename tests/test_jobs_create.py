@@ -153,7 +153,9 @@ async def test_jobs_land_in_the_callers_space_whatever_the_body_says(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
     response = await client.post(
-        f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "n", "spaceId": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, headers=admin
+        f"/api/v1/spaces/{tenant.space_id}/jobs",
+        json={"name": "n", "spaceId": "01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+        headers=admin,
     )
     # spaceId is not a job field a caller may set: refused, not silently used or ignored.
     assert await body(response, 400) == {
