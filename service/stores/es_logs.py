@@ -2,8 +2,8 @@
 
 Owns every index matching ``<prefix>-*`` and the composable template ``<prefix>``
 (from ``index_templates/joblogs.json``, see ``JOBLENS_INDEX_TEMPLATES_DIR``). A job's lines live in the index of
-the job's creation month (``<prefix>-YYYY.MM``), routed by job id (one shard), with ``_id = <jobId>:<seq>`` written by ``create`` so a
-retried bulk can never store a line twice.
+the job's creation month (``<prefix>-YYYY.MM``), routed by job id (one shard), with ``_id = <jobId>:<seq>``
+written by ``create`` so a retried bulk can never store a line twice.
 """
 
 from __future__ import annotations
