@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -94,12 +93,15 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
-    worker = BackgroundWorker(app[REDIS], app[LIFECYCLE], CallbackStore(app[REDIS]), app[SETTINGS])
-    task = asyncio.create_task(worker.run(), name="joblens-background")
+    worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS]), app[SETTINGS])
+    stopping = asyncio.Event()
+    task = asyncio.create_task(worker.run(stopping), name="joblens-background")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stopping.set()
+    try:
+        await asyncio.wait_for(task, timeout=app[SETTINGS].callback_timeout_s + 5)
+    except TimeoutError:
+        log.warning("background loop did not stop in time; cancelled")
 
 
 async def connect_with_retry(name: str, probe: Callable[[], Awaitable[T]], timeout_s: float) -> T:

@@ -8,7 +8,8 @@ from functools import wraps
 from aiohttp import web
 
 from service.api.context import PRINCIPAL
-from service.domain.errors import Forbidden
+from service.domain.clock import is_ulid
+from service.domain.errors import Forbidden, JobNotFound
 from service.domain.scopes import expand
 from service.stores.redis_keys import Principal
 
@@ -36,3 +37,11 @@ def requires(*accepted: str) -> Callable[[Handler], Handler]:
 
 def caller(request: web.Request) -> Principal:
     return request[PRINCIPAL]
+
+
+def job_id_of(request: web.Request) -> str:
+    """The path's job id; anything that is not a ULID cannot name a job (and never reaches a store key)."""
+    job_id = request.match_info["jobId"]
+    if not is_ulid(job_id):
+        raise JobNotFound()
+    return job_id

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from service.api.auth import caller, requires
+from service.api.auth import caller, job_id_of, requires
 from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, REDIS
 from service.api.responses import error_response, json_response, raw_json_response
 from service.domain.lifecycle import (
@@ -55,7 +55,7 @@ async def _elasticsearch_answers(request: web.Request) -> bool:
         return False
 
 
-@routes.post("/api/v1/spaces/{spaceId}/jobs")
+@routes.post("/api/v1/spaces/{spaceId:[^/]+}/jobs")
 @requires("jobs:create")
 async def create_jobs(request: web.Request) -> web.Response:
     jobs, as_array = parse_new_jobs(await request.read())
@@ -63,7 +63,7 @@ async def create_jobs(request: web.Request) -> web.Response:
     return json_response(created if as_array else created[0], status=201)
 
 
-@routes.get("/api/v1/spaces/{spaceId}/jobs")
+@routes.get("/api/v1/spaces/{spaceId:[^/]+}/jobs")
 @requires("jobs:read")
 async def list_jobs(request: web.Request) -> web.Response:
     params = parse_list_jobs(request.query)
@@ -71,37 +71,37 @@ async def list_jobs(request: web.Request) -> web.Response:
     return json_response(jobs)
 
 
-@routes.get("/api/v1/jobs/{jobId}")
+@routes.get("/api/v1/jobs/{jobId:[^/]+}")
 @requires("jobs:read")
 async def get_job(request: web.Request) -> web.Response:
-    job = await request.app[JOBS].get(caller(request).space_id, request.match_info["jobId"])
+    job = await request.app[JOBS].get(caller(request).space_id, job_id_of(request))
     return json_response(job)
 
 
-@routes.get("/api/v1/jobs/{jobId}/progress")
+@routes.get("/api/v1/jobs/{jobId:[^/]+}/progress")
 @requires("jobs:read:progress", "jobs:read")
 async def get_progress(request: web.Request) -> web.Response:
-    progress = await request.app[JOBS].get_progress(caller(request).space_id, request.match_info["jobId"])
+    progress = await request.app[JOBS].get_progress(caller(request).space_id, job_id_of(request))
     return json_response(progress)
 
 
-@routes.post("/api/v1/jobs/{jobId}/progress")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/progress")
 @requires("jobs:progress")
 async def report_progress(request: web.Request) -> web.Response:
     progress = parse_progress(await request.read())
-    record = await request.app[JOBS].set_progress(caller(request).space_id, request.match_info["jobId"], progress)
+    record = await request.app[JOBS].set_progress(caller(request).space_id, job_id_of(request), progress)
     return json_response(record)
 
 
-@routes.get("/api/v1/jobs/{jobId}/logs")
+@routes.get("/api/v1/jobs/{jobId:[^/]+}/logs")
 @requires("jobs:read")
 async def read_logs(request: web.Request) -> web.Response:
     query = parse_log_query(request.query)
-    page = await request.app[LOGS].read(caller(request).space_id, request.match_info["jobId"], query)
+    page = await request.app[LOGS].read(caller(request).space_id, job_id_of(request), query)
     return json_response(page)
 
 
-@routes.post("/api/v1/jobs/{jobId}/logs")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/logs")
 @requires("jobs:log")
 async def append_logs(request: web.Request) -> web.Response:
     idempotency_key = request.headers.get("Idempotency-Key")
@@ -109,7 +109,7 @@ async def append_logs(request: web.Request) -> web.Response:
         return error_response(400, "Idempotency-Key must be 1 to 255 characters")
     answer = await request.app[LOGS].append(
         caller(request).space_id,
-        request.match_info["jobId"],
+        job_id_of(request),
         await request.read(),
         request.content_type,
         idempotency_key,
@@ -117,7 +117,7 @@ async def append_logs(request: web.Request) -> web.Response:
     return raw_json_response(answer)
 
 
-@routes.post("/api/v1/spaces/{spaceId}/jobs/poll")
+@routes.post("/api/v1/spaces/{spaceId:[^/]+}/jobs/poll")
 @requires("jobs:poll")
 async def poll_jobs(request: web.Request) -> web.Response:
     poll = parse_poll(await request.read())
@@ -125,57 +125,55 @@ async def poll_jobs(request: web.Request) -> web.Response:
 
 
 async def _transition(request: web.Request, operation: str, *args: str | bytes) -> web.Response:
-    job = await request.app[LIFECYCLE].transition(
-        operation, caller(request).space_id, request.match_info["jobId"], *args
-    )
+    job = await request.app[LIFECYCLE].transition(operation, caller(request).space_id, job_id_of(request), *args)
     return json_response(job)
 
 
-@routes.post("/api/v1/jobs/{jobId}/claim")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/claim")
 @requires("jobs:poll")
 async def claim_job(request: web.Request) -> web.Response:
     return await _transition(request, "claim")
 
 
-@routes.post("/api/v1/jobs/{jobId}/ack")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/ack")
 @requires("jobs:ack")
 async def ack_job(request: web.Request) -> web.Response:
     return await _transition(request, "ack")
 
 
-@routes.post("/api/v1/jobs/{jobId}/keepalive")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/keepalive")
 @requires("jobs:keepalive")
 async def keepalive_job(request: web.Request) -> web.Response:
     return await _transition(request, "keepalive")
 
 
-@routes.post("/api/v1/jobs/{jobId}/checkpoint")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/checkpoint")
 @requires("jobs:event")
 async def checkpoint_job(request: web.Request) -> web.Response:
     data = parse_checkpoint(await request.read())
     return await _transition(request, "event", b'"checkpoint"', data, "1")
 
 
-@routes.post("/api/v1/jobs/{jobId}/event")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/event")
 @requires("jobs:event")
 async def record_event(request: web.Request) -> web.Response:
     kind, data = parse_event(await request.read())
     return await _transition(request, "event", kind, data, "0")
 
 
-@routes.post("/api/v1/jobs/{jobId}/complete")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/complete")
 @requires("jobs:complete")
 async def complete_job(request: web.Request) -> web.Response:
     return await _transition(request, "complete", parse_complete(await request.read()))
 
 
-@routes.post("/api/v1/jobs/{jobId}/fail")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/fail")
 @requires("jobs:fail")
 async def fail_job(request: web.Request) -> web.Response:
     return await _transition(request, "fail", parse_fail(await request.read()))
 
 
-@routes.post("/api/v1/jobs/{jobId}/kill")
+@routes.post("/api/v1/jobs/{jobId:[^/]+}/kill")
 @requires("jobs:kill")
 async def kill_job(request: web.Request) -> web.Response:
     return await _transition(request, "kill", parse_kill(await request.read()))

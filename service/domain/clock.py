@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime
 
 from ulid import ULID
+
+ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
 def now_ms() -> int:
@@ -14,6 +17,10 @@ def now_ms() -> int:
 
 def new_id() -> str:
     return str(ULID())
+
+
+def is_ulid(text: str) -> bool:
+    return ULID_PATTERN.fullmatch(text) is not None
 
 
 def iso_from_ms(epoch_ms: int) -> str:

@@ -92,14 +92,16 @@ def parse_new_jobs(body: bytes) -> tuple[list[NewJob], bool]:
         return [parse_new_job(document, "")], False
     if not isinstance(document, list):
         raise InvalidParam("body must be a job object or an array of job objects")
-    if not 1 <= len(document) <= MAX_JOBS_PER_REQUEST:
-        raise InvalidParam(f"body must hold between 1 and {MAX_JOBS_PER_REQUEST} jobs, got {len(document)}")
+    if not document:
+        raise InvalidParam(f"body must hold between 1 and {MAX_JOBS_PER_REQUEST} jobs, got 0")
+    if len(document) > MAX_JOBS_PER_REQUEST:
+        raise TooLarge(f"body must hold between 1 and {MAX_JOBS_PER_REQUEST} jobs, got {len(document)}")
     return [parse_new_job(item, f"[{i}].") for i, item in enumerate(document)], True
 
 
 def parse_new_job(obj: Any, where: str) -> NewJob:
     if not isinstance(obj, dict):
-        raise InvalidParam(f"{where or 'body '}must be a job object".replace(". must", " must"))
+        raise InvalidParam(f"{where.rstrip('.') or 'body'} must be a job object")
     unknown = sorted(set(obj) - JOB_FIELDS)
     if unknown:
         raise InvalidParam(f"{where}{unknown[0]} is not a job field; allowed: {', '.join(sorted(JOB_FIELDS))}")

@@ -7,48 +7,56 @@ them never handles a deadline or sends a callback twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import Any
 
 import aiohttp
 import orjson
-from redis.asyncio import Redis
 
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.jobs import event_record
 from service.services.lifecycle import LifecycleService
 from service.settings import Settings
-from service.stores.keyspace import SPACES, text
 from service.stores.redis_callbacks import CallbackStore, Delivery
 
 log = logging.getLogger(__name__)
 CALLBACK_BATCH = 20
+SPACES_PER_TICK = 500
+# Hints can be lost in a rare race (see LifecycleStore.rehint): a full pass over every space bounds the delay.
+FULL_PASS_EVERY_S = 10.0
 
 
 class BackgroundWorker:
-    def __init__(self, redis: Redis, lifecycle: LifecycleService, callbacks: CallbackStore, settings: Settings) -> None:
-        self._redis = redis
+    def __init__(self, lifecycle: LifecycleService, callbacks: CallbackStore, settings: Settings) -> None:
         self._lifecycle = lifecycle
         self._callbacks = callbacks
         self._settings = settings
 
-    async def run(self) -> None:
-        """Tick until cancelled; a failing tick (say, Redis restarting) is logged and retried next tick."""
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Tick until ``stopping`` is set; a failing tick (say, Redis restarting) is logged and retried.
+        A stop event rather than cancellation: client libraries may turn a cancellation into an error."""
         timeout = aiohttp.ClientTimeout(total=self._settings.callback_timeout_s)
+        last_full_pass = 0.0
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            while True:
+            while not stopping.is_set():
+                full_pass = time.monotonic() - last_full_pass >= FULL_PASS_EVERY_S
                 try:
-                    await self.tick(http)
-                except asyncio.CancelledError:
-                    raise
+                    await self.tick(http, full_pass)
+                    if full_pass:
+                        last_full_pass = time.monotonic()
                 except Exception as exc:
                     log.warning("background tick failed: %s", exc)
-                await asyncio.sleep(self._settings.timeout_loop_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), self._settings.timeout_loop_interval_s)
 
-    async def tick(self, http: aiohttp.ClientSession) -> None:
-        for space_id in [text(s) for s in await self._redis.hkeys(SPACES)]:
+    async def tick(self, http: aiohttp.ClientSession, full_pass: bool = False) -> None:
+        """Sweep the spaces hinted as due (every space on a full pass), then send their callbacks."""
+        for space_id in await self._lifecycle.spaces_to_sweep(SPACES_PER_TICK, everything=full_pass):
             await self._lifecycle.sweep(space_id)
             await self.send_callbacks(http, space_id)
+            await self._lifecycle.rehint(space_id)
 
     async def send_callbacks(self, http: aiohttp.ClientSession, space_id: str) -> None:
         now = now_ms()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from service.domain.clock import now_ms
-from service.domain.jobs import job_view
+from service.domain.jobs import TERMINAL_STATUSES, job_view
 from service.domain.lifecycle import PollRequest
 from service.stores.redis_lifecycle import LifecycleStore, Transition, wrong_state
 
@@ -33,7 +33,20 @@ class LifecycleService:
         result = await self._store.run(operation, space_id, job_id, name, *args)
         if result.outcome == "wrong":
             raise wrong_state(result, *REQUIREMENTS[operation])
+        await self._hint(space_id, [result])
         return job_view(result.job)
+
+    async def _hint(self, space_id: str, results: list[Transition]) -> None:
+        """Tell the sweep when something of these jobs falls due: a deadline, or a callback to send now."""
+        due: list[int] = []
+        for result in results:
+            job = result.job
+            if result.status in ("delivered", "running"):
+                due.append(int(job["updatedAt"]) + int(job["timeoutSeconds"]) * 1000)
+            elif result.status in TERMINAL_STATUSES and job["callbackUrl"]:
+                due.append(int(job["updatedAt"]))
+        if due:
+            await self._store.hint_due(space_id, min(due))
 
     async def poll(self, space_id: str, request: PollRequest) -> list[dict[str, Any]]:
         """Claim up to ``count`` of the oldest pending jobs; concurrent pollers never get the same job."""
@@ -44,7 +57,9 @@ class LifecycleService:
             if not candidates:
                 break
             results = await self._store.run_many("claim", space_id, candidates)
-            claimed.extend(job_view(r.job) for r in results if r is not None and r.outcome == "ok")
+            taken = [r for r in results if r is not None and r.outcome == "ok"]
+            await self._hint(space_id, taken)
+            claimed.extend(job_view(r.job) for r in taken)
             if len(claimed) >= request.count:
                 break
         return claimed
@@ -59,3 +74,9 @@ class LifecycleService:
         if deadlines:
             moved += await self._store.run_many("timeout", space_id, await self._store.names_of(space_id, deadlines))
         return sum(1 for result in moved if result is not None and result.outcome == "ok")
+
+    async def spaces_to_sweep(self, limit: int, everything: bool) -> list[str]:
+        return await self._store.spaces_to_sweep(now_ms(), limit, everything)
+
+    async def rehint(self, space_id: str) -> None:
+        await self._store.rehint(space_id)

@@ -1,8 +1,9 @@
 """Every Redis key joblens uses, in one place.
 
 Keys of one space share the hash tag ``{<spaceId>}``, so every multi-key script or transaction of a space stays
-in one Redis Cluster slot. Only two keys are global, and they are only ever touched by single-key commands:
-``jl:spaces`` (hash spaceId → space JSON) and ``jl:keyindex`` (hash keyId → spaceId, for `keys revoke`).
+in one Redis Cluster slot. Only three keys are global, and they are only ever touched by single-key commands:
+``jl:spaces`` (hash spaceId → space JSON), ``jl:keyindex`` (hash keyId → spaceId, for `keys revoke`) and
+``jl:due-spaces`` (zset spaceId → earliest time something may be due there: a hint for the background sweep).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 SPACES = "jl:spaces"
 KEY_INDEX = "jl:keyindex"
+DUE_SPACES = "jl:due-spaces"
 
 
 @dataclass(frozen=True, slots=True)

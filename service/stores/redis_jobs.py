@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
 from service.domain.jobs import TERMINAL_STATUSES, NewJob, event_record, job_view
-from service.stores.keyspace import SpaceKeys, text
+from service.stores.keyspace import DUE_SPACES, SpaceKeys, text
 
 # KEYS[1] job hash   KEYS[2] progress key   KEYS[3] deadlines zset
 # ARGV[1] job id   ARGV[2] progress record JSON   ARGV[3] now (ms)
@@ -85,7 +85,7 @@ class JobStore:
                 tx.zadd(keys.jobs_with_status(status), {job_id: created_ms})
                 tx.rpush(keys.events(job_id), event_record(new_id(), job_id, space_id, "created", None, created_ms))
                 if job.scheduled_for_ms is not None:
-                    scheduled = {"scheduledFor": job.scheduled_for_ms}
+                    scheduled = {"scheduledFor": iso_from_ms(job.scheduled_for_ms)}
                     tx.rpush(
                         keys.events(job_id),
                         event_record(new_id(), job_id, space_id, "scheduled", scheduled, created_ms),
@@ -95,6 +95,9 @@ class JobStore:
                     tx.zadd(keys.queue, {job_id: created_ms})
                     tx.zadd(keys.name_queue(job.name), {job_id: created_ms})
             await tx.execute()
+        scheduled_ms = [job.scheduled_for_ms for job in jobs if job.scheduled_for_ms is not None]
+        if scheduled_ms:  # a hint for the background sweep (a global key: outside the space's transaction)
+            await self._redis.zadd(DUE_SPACES, {space_id: min(scheduled_ms)}, lt=True)
         return [job_view(stored, detailed=True) for stored in stored_jobs]
 
     async def get(self, space_id: str, job_id: str) -> dict[str, Any]:

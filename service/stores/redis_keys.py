@@ -21,10 +21,10 @@ from typing import Any, cast
 import orjson
 from redis.asyncio import Redis
 
-from service.domain.clock import iso_from_ms, new_id, now_ms
+from service.domain.clock import ULID_PATTERN, iso_from_ms, new_id, now_ms
 from service.stores.keyspace import KEY_INDEX, SPACES, SpaceKeys, text
 
-KEY_PATTERN = re.compile(r"emit_([0-9A-HJKMNP-TV-Z]{26})_([A-Za-z0-9_-]{20,100})")
+KEY_PATTERN = re.compile(rf"emit_({ULID_PATTERN.pattern})_([A-Za-z0-9_-]{{20,100}})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
 from service.domain.jobs import JOB_STATUSES
-from service.stores.keyspace import SpaceKeys, text
+from service.stores.keyspace import DUE_SPACES, SPACES, SpaceKeys, text
 from service.stores.redis_jobs import decode_hash
 
 # Shared by every transition script. KEYS layout (TransitionKeys):
@@ -284,6 +284,31 @@ class LifecycleStore:
             pipe.zrangebyscore(keys.scheduled, "-inf", now, start=0, num=limit)
             deadlines, scheduled = await pipe.execute()
         return [text(j) for j in deadlines], [text(j) for j in scheduled]
+
+    async def hint_due(self, space_id: str, at_ms: int) -> None:
+        """Ask the sweep to look at this space by ``at_ms`` (keeps an earlier hint)."""
+        await self._redis.zadd(DUE_SPACES, {space_id: at_ms}, lt=True)
+
+    async def spaces_to_sweep(self, now: int, limit: int, everything: bool) -> list[str]:
+        """Spaces hinted as due by ``now`` — or, for the periodic safety-net pass, every space."""
+        if everything:
+            return [text(s) for s in await self._redis.hkeys(SPACES)]
+        found = await self._redis.zrangebyscore(DUE_SPACES, "-inf", now, start=0, num=limit)
+        return [text(s) for s in cast(list[bytes], found)]
+
+    async def rehint(self, space_id: str) -> None:
+        """Set the space's hint to its earliest deadline, scheduled time or callback, or drop it if none.
+        A hint written concurrently may be overwritten here; the periodic full pass recovers from that."""
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for zset in (keys.deadlines, keys.scheduled, keys.callbacks):
+                pipe.zrange(zset, 0, 0, withscores=True)
+            firsts = await pipe.execute()
+        due = [int(entries[0][1]) for entries in firsts if entries]
+        if due:
+            await self._redis.zadd(DUE_SPACES, {space_id: min(due)})
+        else:
+            await self._redis.zrem(DUE_SPACES, space_id)
 
     async def names_of(self, space_id: str, job_ids: Sequence[str]) -> list[tuple[str, str]]:
         keys = SpaceKeys(space_id)
