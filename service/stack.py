@@ -11,8 +11,9 @@ runs as an unprivileged user when we are root)::
     stack.lock                    serialises concurrent up/down calls
 
 Ports are picked once (free loopback ports) and reused by later ``up`` calls.
-``down`` stops exactly the pids recorded in ``stack.json``. The stack is ephemeral:
-Redis does not persist and Elasticsearch starts from an empty data dir each time.
+``down`` stops exactly the pids recorded in ``stack.json``. Redis does not persist (tests
+and development only); Elasticsearch keeps its data dir across restarts, so generated
+benchmark data can be reused (tests use their own index prefixes and delete them).
 Only the modules of the integ-test-zip distribution are present (no painless,
 reindex/delete-by-query, data streams, ingest, mapper-extras, analysis-common).
 
@@ -502,9 +503,8 @@ def _chown_tree(root: Path, user: str) -> None:
 
 
 def _prepare_es(paths: Paths, ports: Ports, user: str | None) -> None:
-    """Unpack, start with empty data and logs (the stack is ephemeral, like Redis), write config."""
+    """Unpack, start with fresh logs (data is kept: benchmark data survives restarts), write config."""
     _unpack_es(paths)
-    shutil.rmtree(paths.es_dir / "data", ignore_errors=True)
     shutil.rmtree(paths.es_dir / "logs", ignore_errors=True)
     for directory in paths.es_owned_dirs:
         directory.mkdir(parents=True, exist_ok=True)
