@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from aiohttp import web
 
@@ -53,6 +54,15 @@ async def _elasticsearch_answers(request: web.Request) -> bool:
         return health["status"] in ("green", "yellow")
     except Exception:
         return False
+
+
+OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+
+
+@routes.get("/api/v1/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 document of this API (public: it holds no data)."""
+    return raw_json_response(OPENAPI_FILE.read_bytes())
 
 
 @routes.post("/api/v1/spaces/{spaceId:[^/]+}/jobs")
