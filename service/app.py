@@ -12,9 +12,10 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
 
-from service.api.context import ELASTICSEARCH, JOBS, KEYS, LIFECYCLE, LOGS, REDIS, SETTINGS
+from service.api.context import ELASTICSEARCH, JOBS, KEYS, LIFECYCLE, LOGS, METRICS, REDIS, SETTINGS
 from service.api.handlers import routes
-from service.api.middleware import auth_middleware, error_middleware, request_id_middleware
+from service.api.middleware import auth_middleware, error_middleware, observe_middleware
+from service.observability import Metrics
 from service.services.background import BackgroundWorker
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
@@ -32,10 +33,11 @@ T = TypeVar("T")
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
+    app[METRICS] = Metrics()
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(elasticsearch_ctx)
     if settings.background_tasks:
@@ -86,7 +88,7 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
         lines = LogStore(client, settings)
         await lines.install_template()
         app[ELASTICSEARCH] = client
-        app[LOGS] = LogService(LogSeqStore(app[REDIS]), lines, settings)
+        app[LOGS] = LogService(LogSeqStore(app[REDIS]), lines, settings, app[METRICS])
         yield
     finally:
         await client.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -15,8 +14,12 @@ from aiohttp import web
 
 from service.app import create_app, redis_client
 from service.domain.scopes import parse_scopes
+from service.observability import configure_json_logging
 from service.settings import Settings, SettingsError
 from service.stores.redis_keys import KeyStore
+
+SHUTDOWN_TIMEOUT_S = 30.0
+KEEPALIVE_TIMEOUT_S = 30.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,9 +78,17 @@ def _serve(args: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = replace(settings, **overrides)
     settings.validate()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one INFO line per ES request otherwise
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, access_log=None)
+    configure_json_logging()
+    # SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to the timeout), then close the clients.
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
+        print=None,
+    )
     return 0
 
 

@@ -34,6 +34,7 @@ class Settings:
     es_request_timeout_s: float = 10.0
     rate_limit_per_s: int = 1000
     max_body_bytes: int = 5 * 1024 * 1024
+    body_timeout_s: float = 30.0
     max_log_lines: int = 1000
     log_lease_s: float = 30.0
     idempotency_ttl_s: int = 24 * 3600
@@ -138,6 +139,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "es_request_timeout_s": _FLOAT,
     "rate_limit_per_s": _INT,
     "max_body_bytes": _INT,
+    "body_timeout_s": _FLOAT,
     "max_log_lines": _INT,
     "log_lease_s": _FLOAT,
     "idempotency_ttl_s": _INT,

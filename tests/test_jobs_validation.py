@@ -220,7 +220,11 @@ async def test_bodies_over_5_mib_are_413_json(
         path: await answer(await client.post(path, data=io.BytesIO(oversized), headers={**admin, **JSON}))
         for path in paths
     }
-    assert answers == dict.fromkeys(paths, (413, {"error": "Request body too large"}))
+    assert answers == {
+        paths[0]: (413, {"error": "Request body too large: at most 5242880 bytes"}),
+        paths[1]: (413, {"error": "Request body too large: at most 2097152 bytes"}),
+        paths[2]: (413, {"error": "Request body too large: at most 5242880 bytes"}),
+    }
     listed = await body(await client.get(f"/api/v1/spaces/{tenant.space_id}/jobs", headers=admin), 200)
     assert [listed_job["id"] for listed_job in listed] == [job["id"]]
     progress = await body(await client.get(f"/api/v1/jobs/{job['id']}/progress", headers=admin), 200)

@@ -144,7 +144,7 @@ async def test_more_than_1000_lines_or_5_mib_is_413_and_nothing_is_stored(
     too_big = orjson.dumps([{"message": "x" * 30_000}] * 180)
     assert len(too_big) > 5 * 1024 * 1024
     response = await client.post(f"/api/v1/jobs/{job_id}/logs", data=io.BytesIO(too_big), headers=admin)
-    assert await body(response, 413) == {"error": "Request body too large"}
+    assert await body(response, 413) == {"error": "Request body too large: at most 5242880 bytes"}
     assert (await page(client, job_id, admin))["logs"] == []
 
 

@@ -6,6 +6,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
+from service.observability import Metrics
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
@@ -19,6 +20,7 @@ KEYS = web.AppKey("keys", KeyStore)
 JOBS = web.AppKey("jobs", JobStore)
 LOGS = web.AppKey("logs", LogService)
 LIFECYCLE = web.AppKey("lifecycle", LifecycleService)
+METRICS = web.AppKey("metrics", Metrics)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -8,7 +8,8 @@ from pathlib import Path
 from aiohttp import web
 
 from service.api.auth import caller, job_id_of, requires
-from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, REDIS
+from service.api.bodies import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, read_body
+from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS
 from service.api.responses import error_response, json_response, raw_json_response
 from service.domain.lifecycle import (
     parse_checkpoint,
@@ -27,6 +28,12 @@ routes = web.RouteTableDef()
 @routes.get("/healthz")
 async def healthz(request: web.Request) -> web.Response:
     return json_response({"status": "ok"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus exposition of this instance's metrics."""
+    return web.Response(body=request.app[METRICS].exposition(), content_type="text/plain", charset="utf-8")
 
 
 @routes.get("/readyz")
@@ -68,7 +75,7 @@ async def openapi(request: web.Request) -> web.Response:
 @routes.post("/api/v1/spaces/{spaceId:[^/]+}/jobs")
 @requires("jobs:create")
 async def create_jobs(request: web.Request) -> web.Response:
-    jobs, as_array = parse_new_jobs(await request.read())
+    jobs, as_array = parse_new_jobs(await read_body(request))
     created = await request.app[JOBS].create(caller(request).space_id, jobs)
     return json_response(created if as_array else created[0], status=201)
 
@@ -98,7 +105,7 @@ async def get_progress(request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/progress")
 @requires("jobs:progress")
 async def report_progress(request: web.Request) -> web.Response:
-    progress = parse_progress(await request.read())
+    progress = parse_progress(await read_body(request, MEDIUM_BODY_BYTES))
     record = await request.app[JOBS].set_progress(caller(request).space_id, job_id_of(request), progress)
     return json_response(record)
 
@@ -120,7 +127,7 @@ async def append_logs(request: web.Request) -> web.Response:
     answer = await request.app[LOGS].append(
         caller(request).space_id,
         job_id_of(request),
-        await request.read(),
+        await read_body(request),
         request.content_type,
         idempotency_key,
     )
@@ -130,7 +137,7 @@ async def append_logs(request: web.Request) -> web.Response:
 @routes.post("/api/v1/spaces/{spaceId:[^/]+}/jobs/poll")
 @requires("jobs:poll")
 async def poll_jobs(request: web.Request) -> web.Response:
-    poll = parse_poll(await request.read())
+    poll = parse_poll(await read_body(request, SMALL_BODY_BYTES))
     return json_response({"jobs": await request.app[LIFECYCLE].poll(caller(request).space_id, poll)})
 
 
@@ -160,30 +167,30 @@ async def keepalive_job(request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/checkpoint")
 @requires("jobs:event")
 async def checkpoint_job(request: web.Request) -> web.Response:
-    data = parse_checkpoint(await request.read())
+    data = parse_checkpoint(await read_body(request, MEDIUM_BODY_BYTES))
     return await _transition(request, "event", b'"checkpoint"', data, "1")
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/event")
 @requires("jobs:event")
 async def record_event(request: web.Request) -> web.Response:
-    kind, data = parse_event(await request.read())
+    kind, data = parse_event(await read_body(request, MEDIUM_BODY_BYTES))
     return await _transition(request, "event", kind, data, "0")
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/complete")
 @requires("jobs:complete")
 async def complete_job(request: web.Request) -> web.Response:
-    return await _transition(request, "complete", parse_complete(await request.read()))
+    return await _transition(request, "complete", parse_complete(await read_body(request, MEDIUM_BODY_BYTES)))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/fail")
 @requires("jobs:fail")
 async def fail_job(request: web.Request) -> web.Response:
-    return await _transition(request, "fail", parse_fail(await request.read()))
+    return await _transition(request, "fail", parse_fail(await read_body(request, MEDIUM_BODY_BYTES)))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/kill")
 @requires("jobs:kill")
 async def kill_job(request: web.Request) -> web.Response:
-    return await _transition(request, "kill", parse_kill(await request.read()))
+    return await _transition(request, "kill", parse_kill(await read_body(request, SMALL_BODY_BYTES)))

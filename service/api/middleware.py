@@ -1,9 +1,10 @@
-"""Middlewares, outermost first: request id → error mapping → authentication and rate limit."""
+"""Middlewares, outermost first: observation (request id, metrics, access log) → errors → auth and rate limit."""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 import elastic_transport
@@ -12,12 +13,13 @@ import redis.exceptions
 from aiohttp import web
 
 from service.api.auth import Handler
-from service.api.context import KEYS, PRINCIPAL, REQUEST_ID, SETTINGS
+from service.api.context import KEYS, METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
 from service.api.responses import error_response
 from service.domain.clock import new_id
 from service.domain.errors import DomainError, RateLimited, Unauthorized
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("joblens.access")
 
 API_PREFIX = "/api/v1/"
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
@@ -38,13 +40,43 @@ ELASTICSEARCH_DOWN: tuple[type[BaseException], ...] = (
 
 
 @web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (echoed as X-Request-Id), latency histogram and one JSON access-log line per request.
+    The line names the key by its id only: neither keys nor headers are ever logged."""
     given = request.headers.get("X-Request-Id", "")
     request_id = given if REQUEST_ID_PATTERN.fullmatch(given) else new_id()
     request[REQUEST_ID] = request_id
-    response = await handler(request)
-    response.headers["X-Request-Id"] = request_id
-    return response
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-Id"] = request_id
+        return response
+    except web.HTTPException as exc:  # redirects and the like pass through the error middleware
+        status = exc.status
+        exc.headers["X-Request-Id"] = request_id
+        raise
+    finally:
+        elapsed_s = time.perf_counter() - started
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].request_seconds.labels(route, request.method, str(status)).observe(elapsed_s)
+        principal = request.get(PRINCIPAL)
+        access_log.info(
+            "request",
+            extra={
+                "fields": {
+                    "request_id": request_id,
+                    "method": request.method,
+                    "route": route,
+                    "status": status,
+                    "latency_ms": round(elapsed_s * 1000, 2),
+                    "key_id": principal.key_id if principal is not None else None,
+                    "remote": request.remote,
+                }
+            },
+        )
 
 
 @web.middleware
@@ -60,14 +92,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         return error_response(exc.status, _http_message(exc), _kept_headers(exc))
     except REDIS_DOWN:
+        request.app[METRICS].store_errors.labels("redis").inc()
         log.warning("redis unavailable during %s %s", request.method, request.path, exc_info=True)
         return error_response(503, "Redis is unavailable; retry later")
     except elasticsearch.ApiError as exc:
         if exc.meta.status in (429, 502, 503, 504):
+            request.app[METRICS].store_errors.labels("elasticsearch").inc()
             return error_response(503, "Elasticsearch is unavailable; retry later")
         log.exception("elasticsearch error during %s %s", request.method, request.path)
         return error_response(500, "Internal server error")
     except ELASTICSEARCH_DOWN:
+        request.app[METRICS].store_errors.labels("elasticsearch").inc()
         log.warning("elasticsearch unavailable during %s %s", request.method, request.path, exc_info=True)
         return error_response(503, "Elasticsearch is unavailable; retry later")
     except Exception:

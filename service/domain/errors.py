@@ -30,6 +30,10 @@ class JobNotFound(DomainError):
         super().__init__("Job not found")
 
 
+class RequestTimeout(DomainError):
+    status = 408
+
+
 class WrongState(DomainError):
     status = 409
 

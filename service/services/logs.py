@@ -10,6 +10,7 @@ from typing import Any
 from service.domain.clock import now_ms
 from service.domain.errors import Unavailable
 from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_body
+from service.observability import Metrics
 from service.settings import Settings
 from service.stores.es_logs import LogPage, LogStore
 from service.stores.redis_logseq import LogSeqStore, Reservation
@@ -18,10 +19,11 @@ log = logging.getLogger(__name__)
 
 
 class LogService:
-    def __init__(self, seqs: LogSeqStore, lines: LogStore, settings: Settings) -> None:
+    def __init__(self, seqs: LogSeqStore, lines: LogStore, settings: Settings, metrics: Metrics) -> None:
         self._seqs = seqs
         self._lines = lines
         self._settings = settings
+        self._metrics = metrics
 
     async def append(
         self, space_id: str, job_id: str, body: bytes, content_type: str, idempotency_key: str | None
@@ -53,10 +55,14 @@ class LogService:
                 raise Unavailable("Elasticsearch could not store the log lines; nothing was stored") from exc
             raise
         answer = ingest_answer(len(docs), reservation.first_seq, reservation.last_seq)
-        in_time = await self._seqs.finish(space_id, job_id, reservation, idempotency_digest, body_digest, answer)
+        in_time, visible_seq = await self._seqs.finish(
+            space_id, job_id, reservation, idempotency_digest, body_digest, answer
+        )
         if not in_time:
             await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
             raise Unavailable("Storing the log lines took longer than their lease; nothing was stored")
+        self._metrics.log_lines_ingested.inc(len(docs))
+        self._metrics.watermark_lag.observe(max(0, reservation.last_seq - visible_seq))
         return answer
 
     async def _abandon(

@@ -159,8 +159,9 @@ class LogSeqStore:
         idempotency_digest: str | None,
         body_digest: str,
         answer: bytes | None,
-    ) -> bool:
-        """Mark a range finished (``answer`` set) or failed; False when its lease had already expired."""
+    ) -> tuple[bool, int]:
+        """Mark a range finished (``answer`` set) or failed. Returns whether it was still held (False: its lease
+        had expired and readers abandoned it) and the watermark afterwards."""
         keys = SpaceKeys(space_id)
         kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
         reply = await self._finish(
@@ -172,7 +173,7 @@ class LogSeqStore:
             ],
             args=[reservation.member, reservation.first_seq, kept, 1 if idempotency_digest else 0],
         )
-        return int(reply[0]) == 1
+        return int(reply[0]) == 1, int(reply[1])
 
     async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
         """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
