@@ -1,0 +1,115 @@
+"""Limits and abuse: body sizes per route, slow clients, long headers and queries, rate limits, secrets in logs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import statistics
+import time
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.conftest import AppFactory, Tenant, body, create_job
+
+
+@pytest.mark.parametrize(
+    ("action", "limit"),
+    [("poll", 64 * 1024), ("kill", 64 * 1024), ("complete", 2 * 1024 * 1024), ("event", 2 * 1024 * 1024)],
+)
+async def test_each_route_has_its_own_body_limit(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str], action: str, limit: int
+) -> None:
+    job = await create_job(client, tenant, admin)
+    path = f"/api/v1/spaces/{tenant.space_id}/jobs/poll" if action == "poll" else f"/api/v1/jobs/{job['id']}/{action}"
+    oversized = io.BytesIO(b'{"x": "' + b"y" * limit + b'"}')
+    response = await client.post(path, data=oversized, headers={**admin, "Content-Type": "application/json"})
+    assert await body(response, 413) == {"error": f"Request body too large: at most {limit} bytes"}
+
+
+async def test_a_client_that_stops_sending_its_body_times_out(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    client = await make_client(body_timeout_s=0.5)
+    job = await create_job(client, tenant, admin)
+    assert client.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    request = (
+        f"POST /api/v1/jobs/{job['id']}/logs HTTP/1.1\r\nHost: x\r\nx-api-key: {admin['x-api-key']}\r\n"
+        'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{"message": '
+    )
+    writer.write(request.encode())
+    await writer.drain()
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        head = await reader.readuntil(b"\r\n\r\n")
+        rest = await reader.read(200)
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 408")
+    assert b'{"error":"The request body was not received within 0.5s"}' in rest
+    assert 0.4 <= time.monotonic() - started < 5
+
+
+async def test_overlong_headers_and_urls_are_refused(client: TestClient[Any, Any], admin: dict[str, str]) -> None:
+    long_header = await client.get("/healthz", headers={"X-Filler": "a" * 20_000})
+    assert 400 <= long_header.status < 500
+    long_url = await client.get("/api/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV/logs?q=" + "a" * 20_000, headers=admin)
+    assert 400 <= long_url.status < 500
+
+
+async def test_a_burst_from_one_key_does_not_slow_another_key(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    client = await make_client(rate_limit_per_s=20)
+    noisy = await tenant.key("jobs:read")
+    quiet = await tenant.key("jobs:read")
+    job = await create_job(client, tenant, admin)
+    url = f"/api/v1/jobs/{job['id']}/progress"
+
+    async def timed(headers: dict[str, str]) -> tuple[int, float]:
+        started = time.perf_counter()
+        response = await client.get(url, headers=headers)
+        await response.read()
+        return response.status, time.perf_counter() - started
+
+    baseline = [(await timed(quiet))[1] for _ in range(15)]
+    await asyncio.sleep(1.1)  # refill the quiet key's bucket
+    burst = asyncio.gather(*(timed(noisy) for _ in range(300)))
+    during = [await timed(quiet) for _ in range(15)]
+    noisy_results = await burst
+    assert sum(1 for status, _ in noisy_results if status == 429) >= 250
+    assert {status for status, _ in during} == {200}
+    # the quiet key keeps answering; its median latency stays within a small multiple of its own baseline
+    assert statistics.median(latency for _, latency in during) < max(0.05, 10 * statistics.median(baseline))
+    limited = await client.get(url, headers=noisy)
+    assert limited.status == 429
+    assert int(limited.headers["Retry-After"]) >= 1
+
+
+async def test_keys_and_callback_secrets_never_reach_the_logs(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    client = await make_client(background_tasks=True, timeout_loop_interval_s=0.05, callback_max_attempts=1)
+    secret = "hook-secret-value-42"
+    job = await create_job(
+        client, tenant, admin, callbackUrl="http://127.0.0.1:9/hook", callbackHeaders={"Authorization": secret}
+    )
+    await client.post(f"/api/v1/jobs/{job['id']}/kill", headers=admin)
+    await client.get(
+        "/api/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV", headers={"Authorization": f"Bearer {admin['x-api-key']}x"}
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        events = (await body(await client.get(f"/api/v1/jobs/{job['id']}", headers=admin), 200))["events"]
+        if events[-1]["type"] == "callback_failed":
+            break
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+    logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')} {r.exc_text or ''}" for r in caplog.records)
+    assert "callback for job" in logged  # the failure itself is logged…
+    assert secret not in logged  # …but never the headers
+    assert admin["x-api-key"] not in logged
+    assert admin["x-api-key"][-20:] not in logged
