@@ -55,11 +55,17 @@ class LogService:
                 raise Unavailable("Elasticsearch could not store the log lines; nothing was stored") from exc
             raise
         answer = ingest_answer(len(docs), reservation.first_seq, reservation.last_seq)
-        in_time, visible_seq = await self._seqs.finish(
-            space_id, job_id, reservation, idempotency_digest, body_digest, answer
-        )
+        try:
+            in_time, visible_seq = await self._seqs.finish(
+                space_id, job_id, reservation, idempotency_digest, body_digest, answer
+            )
+        except Exception:
+            # Redis failed after the lines were written: the client is told nothing was stored, so remove them.
+            # The range stays in flight until its lease expires, and is then abandoned (never shown).
+            await self._delete_quietly(job_id, reservation)
+            raise
         if not in_time:
-            await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
+            await self._delete_quietly(job_id, reservation)
             raise Unavailable("Storing the log lines took longer than their lease; nothing was stored")
         self._metrics.log_lines_ingested.inc(len(docs))
         self._metrics.watermark_lag.observe(max(0, reservation.last_seq - visible_seq))
@@ -73,20 +79,25 @@ class LogService:
         idempotency_digest: str | None,
         body_digest: str,
     ) -> None:
-        """Remove whatever part of the range reached the index, then give the range up so the watermark
-        moves on. Either step may fail while a store is down: the lease then expires by itself."""
-        try:
-            await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
-        except Exception:
-            log.warning("could not delete abandoned log range %s of job %s", reservation.member, job_id)
+        """Give the range up (so the watermark moves on and readers never show it) and remove whatever part
+        of it reached the index. Either step may fail while a store is down: the lease then expires by itself."""
+        await self._delete_quietly(job_id, reservation)
         try:
             await self._seqs.finish(space_id, job_id, reservation, idempotency_digest, body_digest, None)
         except Exception:
             log.warning("could not release log range %s of job %s; its lease will expire", reservation.member, job_id)
 
+    async def _delete_quietly(self, job_id: str, reservation: Reservation) -> None:
+        try:
+            await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
+        except Exception:
+            log.warning("could not delete failed log range %s of job %s; reads exclude it", reservation.member, job_id)
+
     async def read(self, space_id: str, job_id: str, query: LogQuery) -> dict[str, Any]:
         window = await self._seqs.read_window(space_id, job_id)
-        page: LogPage = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, query)
+        page: LogPage = await self._lines.search(
+            job_id, window.job_created_ms, window.visible_seq, window.abandoned, query
+        )
         lines = page.lines
         return {
             "logs": lines,

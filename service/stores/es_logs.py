@@ -117,8 +117,16 @@ class LogStore:
         ]
         await self._es.bulk(operations=cast(Sequence[dict[str, Any]], operations), routing=job_id, refresh="wait_for")
 
-    async def search(self, job_id: str, job_created_ms: int, visible_seq: int, query: LogQuery) -> LogPage:
-        """One page in seq order; never returns a seq above ``visible_seq``; one index, one shard."""
+    async def search(
+        self,
+        job_id: str,
+        job_created_ms: int,
+        visible_seq: int,
+        abandoned: Sequence[tuple[int, int]],
+        query: LogQuery,
+    ) -> LogPage:
+        """One page in seq order; never a seq above ``visible_seq`` nor in an ``abandoned`` range; one index,
+        one shard."""
         seq_range: dict[str, int] = {"lte": visible_seq}
         filters: list[dict[str, Any]] = [{"term": {"job_id": job_id}}, {"range": {"seq": seq_range}}]
         if query.levels:
@@ -126,12 +134,13 @@ class LogStore:
         must: list[dict[str, Any]] = []
         if query.text:
             must.append(_message_query(query.text))
+        must_not = [{"range": {"seq": {"gte": first, "lte": last}}} for first, last in abandoned]
         ascending = query.mode == "after"
         search_after = None if query.mode == "latest" else [query.seq]
         response = await self._es.search(
             index=index_for(self._settings.index_prefix, job_created_ms),
             routing=job_id,
-            query={"bool": {"filter": filters, "must": must}},
+            query={"bool": {"filter": filters, "must": must, "must_not": must_not}},
             sort=[{"seq": {"order": "asc" if ascending else "desc"}}],
             search_after=search_after,
             size=query.limit + 1,

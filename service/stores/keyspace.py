@@ -59,6 +59,10 @@ class SpaceKeys:
         """Zset of finished ranges ``first:last`` above the watermark, scored by first seq."""
         return f"{self.prefix}:job:{job_id}:done"
 
+    def log_abandoned(self, job_id: str) -> str:
+        """Zset of ranges whose append failed or whose lease expired: never shown to readers."""
+        return f"{self.prefix}:job:{job_id}:abandoned"
+
     def idempotency(self, job_id: str, key_digest: str) -> str:
         return f"{self.prefix}:job:{job_id}:idem:{key_digest}"
 

@@ -5,12 +5,15 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:inflight``     zset ``first:last`` → lease expiry (ms): ranges being written
   ``…:job:<jobId>:done``         zset ``first:last`` → first: finished (or abandoned) ranges above the watermark
   ``…:job:<jobId>:visible``      the watermark: every seq <= it is searchable in Elasticsearch or abandoned
+  ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
 past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it with
 ``refresh=wait_for`` and then mark it finished; the watermark advances only over a contiguous run of finished
 ranges. A range whose writer died is abandoned when its lease expires, so the watermark never stalls for long.
+Reads exclude abandoned ranges: whatever part of a failed append reached Elasticsearch (a bulk cut short, a slow
+writer finishing after its lease) is never shown, so a line is returned only if its append was acknowledged.
 """
 
 from __future__ import annotations
@@ -20,17 +23,23 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from service.domain.errors import JobNotFound, WrongState
-from service.stores.keyspace import SpaceKeys
+from service.stores.keyspace import SpaceKeys, text
 
 # Shared by FINISH and WATERMARK: abandon expired leases, then move the watermark over contiguous done ranges.
-# Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible; returns the new watermark.
+# Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible, KEYS[5] abandoned; returns the new watermark.
 _ADVANCE = """
+local function abandon(range)
+  local first = tonumber(string.match(range, '^(%d+):'))
+  redis.call('ZADD', KEYS[2], first, range)
+  redis.call('ZADD', KEYS[5], first, range)
+end
+
 local function advance()
   local t = redis.call('TIME')
   local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
   for _, range in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
     redis.call('ZREM', KEYS[1], range)
-    redis.call('ZADD', KEYS[2], tonumber(string.match(range, '^(%d+):')), range)
+    abandon(range)
   end
   local visible = tonumber(redis.call('GET', KEYS[3]) or '0')
   local moved = false
@@ -67,15 +76,17 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), first .. ':' .. last)
 return {1, first, last, created}
 """
 
-# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)
-# ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = drop the key)
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
+# ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = the append failed)
 # ARGV[4] 1 when an idempotency key is in use
 # → {1, watermark} finished in time | {0, watermark} the lease had expired: the range was abandoned
 FINISH_LUA = (
     _ADVANCE
     + """
 local held = redis.call('ZREM', KEYS[1], ARGV[1])
-if held == 1 then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) end
+if held == 1 then
+  if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) else abandon(ARGV[1]) end
+end
 if ARGV[4] == '1' then
   if held == 1 and ARGV[3] ~= '' then
     redis.call('SET', KEYS[4], ARGV[3], 'KEEPTTL')
@@ -87,16 +98,23 @@ return {held, advance()}
 """
 )
 
-# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash
-# → {} no such job | {watermark, job createdAt}
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash   KEYS[5] abandoned
+# ARGV[1] how many abandoned ranges to return at most
+# → {} no such job | {watermark, job createdAt, abandoned ranges (newest first)}
 WATERMARK_LUA = (
     _ADVANCE
     + """
 local created = redis.call('HGET', KEYS[4], 'createdAt')
 if not created then return {} end
-return {advance(), created}
+local visible = advance()
+return {visible, created, redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'REV')}
 """
 )
+
+
+# Reads filter out at most this many (the newest) abandoned ranges of a job; failures are rare, and older
+# abandoned ranges were cleaned from the index by their writers in all but the rarest cases.
+MAX_ABANDONED_RANGES = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +132,7 @@ class Reservation:
 class ReadWindow:
     visible_seq: int
     job_created_ms: int
+    abandoned: tuple[tuple[int, int], ...]  # (first, last) seq ranges never to show
 
 
 class LogSeqStore:
@@ -170,6 +189,7 @@ class LogSeqStore:
                 keys.log_done(job_id),
                 keys.log_visible(job_id),
                 keys.idempotency(job_id, idempotency_digest or "-"),
+                keys.log_abandoned(job_id),
             ],
             args=[reservation.member, reservation.first_seq, kept, 1 if idempotency_digest else 0],
         )
@@ -179,11 +199,24 @@ class LogSeqStore:
         """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
         keys = SpaceKeys(space_id)
         reply = await self._watermark(
-            keys=[keys.log_inflight(job_id), keys.log_done(job_id), keys.log_visible(job_id), keys.job(job_id)]
+            keys=[
+                keys.log_inflight(job_id),
+                keys.log_done(job_id),
+                keys.log_visible(job_id),
+                keys.job(job_id),
+                keys.log_abandoned(job_id),
+            ],
+            args=[MAX_ABANDONED_RANGES],
         )
         if not reply:
             raise JobNotFound()
-        return ReadWindow(int(reply[0]), int(reply[1]))
+        abandoned = tuple(_range(text(member)) for member in reply[2])
+        return ReadWindow(int(reply[0]), int(reply[1]), abandoned)
+
+
+def _range(member: str) -> tuple[int, int]:
+    first, _, last = member.partition(":")
+    return int(first), int(last)
 
 
 def _stored_answer(stored: bytes, body_digest: str) -> bytes:
