@@ -63,6 +63,9 @@ def elasticsearch_client(settings: Settings) -> AsyncElasticsearch:
         request_timeout=settings.es_request_timeout_s,
         max_retries=1,
         retry_on_timeout=False,
+        # A single node that restarted must be tried again soon, not after a long dead-node backoff.
+        dead_node_backoff_factor=0.25,
+        max_dead_node_backoff=1.0,
     )
 
 

@@ -674,6 +674,18 @@ def down() -> None:
         _save_state(paths, state)
 
 
+def kill_elasticsearch() -> None:
+    """SIGKILL the stack's Elasticsearch (fault-injection tests); ``up`` starts it again on the same ports."""
+    paths = _paths()
+    with _locked(paths):
+        state = _load_state(paths)
+        if _is_our_es(state.pids.elasticsearch, paths):
+            os.kill(state.pids.elasticsearch, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while _pid_alive(state.pids.elasticsearch) and time.monotonic() < deadline:
+                time.sleep(0.05)
+
+
 def status() -> dict[str, str]:
     """Each part's state: "running at URL" or "stopped"."""
     paths = _paths()

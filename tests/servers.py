@@ -16,14 +16,16 @@ def free_port() -> int:
 
 
 class RedisProcess:
-    """A real redis-server on a free loopback port, without persistence."""
+    """A real redis-server on a free loopback port; it restarts on the same port and folder."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, durable: bool = False) -> None:
         binary = shutil.which("redis-server")
         assert binary, "redis-server is not installed (make setup installs it)"
         self.binary = binary
         self.port = free_port()
         self.workdir = workdir
+        # durable: every write is fsynced to the append-only file, so a SIGKILL loses nothing acknowledged
+        self.persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -32,7 +34,7 @@ class RedisProcess:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *self.persistence],
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

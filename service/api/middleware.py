@@ -91,9 +91,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return error_response(exc.status, _http_message(exc), _kept_headers(exc))
-    except REDIS_DOWN:
+    except REDIS_DOWN as exc:
         request.app[METRICS].store_errors.labels("redis").inc()
-        log.warning("redis unavailable during %s %s", request.method, request.path, exc_info=True)
+        log.warning("redis unavailable during %s %s: %s", request.method, request.path, exc)
         return error_response(503, "Redis is unavailable; retry later")
     except elasticsearch.ApiError as exc:
         if exc.meta.status in (429, 502, 503, 504):
@@ -101,9 +101,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             return error_response(503, "Elasticsearch is unavailable; retry later")
         log.exception("elasticsearch error during %s %s", request.method, request.path)
         return error_response(500, "Internal server error")
-    except ELASTICSEARCH_DOWN:
+    except ELASTICSEARCH_DOWN as exc:
         request.app[METRICS].store_errors.labels("elasticsearch").inc()
-        log.warning("elasticsearch unavailable during %s %s", request.method, request.path, exc_info=True)
+        log.warning("elasticsearch unavailable during %s %s: %s", request.method, request.path, exc)
         return error_response(503, "Elasticsearch is unavailable; retry later")
     except Exception:
         log.exception("unhandled error during %s %s", request.method, request.path)

@@ -28,10 +28,30 @@ from service.stores.keyspace import SpaceKeys, text
 # Shared by FINISH and WATERMARK: abandon expired leases, then move the watermark over contiguous done ranges.
 # Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible, KEYS[5] abandoned; returns the new watermark.
 _ADVANCE = """
+local function bounds(range)
+  return tonumber(string.match(range, '^(%d+):')), tonumber(string.match(range, ':(%d+)$'))
+end
+
+-- Mark a range finished for the watermark and record it as abandoned, merged with adjacent abandoned ranges
+-- (an outage abandons many ranges in a row: they stay one entry, so reads exclude them all).
 local function abandon(range)
-  local first = tonumber(string.match(range, '^(%d+):'))
+  local first, last = bounds(range)
   redis.call('ZADD', KEYS[2], first, range)
-  redis.call('ZADD', KEYS[5], first, range)
+  local before = redis.call('ZREVRANGEBYSCORE', KEYS[5], '(' .. first, '-inf', 'LIMIT', 0, 1)[1]
+  if before then
+    local before_first, before_last = bounds(before)
+    if before_last == first - 1 then
+      redis.call('ZREM', KEYS[5], before)
+      first = before_first
+    end
+  end
+  local after = redis.call('ZRANGEBYSCORE', KEYS[5], last + 1, last + 1, 'LIMIT', 0, 1)[1]
+  if after then
+    redis.call('ZREM', KEYS[5], after)
+    local _, after_last = bounds(after)
+    last = after_last
+  end
+  redis.call('ZADD', KEYS[5], first, first .. ':' .. last)
 end
 
 local function advance()
@@ -46,7 +66,7 @@ local function advance()
   while true do
     local lowest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
     if not lowest[1] or tonumber(lowest[2]) > visible + 1 then break end
-    local last = tonumber(string.match(lowest[1], ':(%d+)$'))
+    local _, last = bounds(lowest[1])
     if last > visible then visible = last end
     redis.call('ZREM', KEYS[2], lowest[1])
     moved = true
