@@ -195,7 +195,8 @@ async def test_redis_restart_during_mixed_load(
     assert recovery < RECOVERY_LIMIT_S
     _assert_exactly_once(record, await _all_seqs(client, headers, job_id))
     print(
-        f"redis restart: {len(record.acknowledged_seqs())} lines acknowledged, {dict(record.statuses)}, recovered in {recovery:.2f}s"
+        f"redis restart: {len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
+        f"recovered {recovery:.2f}s after Redis was back"
     )
 
 
@@ -243,5 +244,6 @@ async def test_elasticsearch_restart_during_ingestion(
     assert recovery < RECOVERY_LIMIT_S
     _assert_exactly_once(record, await _all_seqs(client, admin, job_id))
     print(
-        f"es restart: {len(record.acknowledged_seqs())} lines acknowledged, {dict(record.statuses)}, recovered in {recovery:.2f}s"
+        f"es restart: {len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
+        f"recovered {recovery:.2f}s after Elasticsearch was back"
     )
