@@ -29,12 +29,16 @@ from service.stores.redis_logseq import LogSeqStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+MAX_REQUEST_LINE_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 8 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
+        # A 1,024-character `q` of non-ASCII text is ~12 KiB once percent-encoded: allow request lines of 16 KiB.
+        handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_HEADER_BYTES},
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
