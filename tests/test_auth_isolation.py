@@ -11,10 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.matchers import NOT_FOUND
 
 TenantFactory = Callable[[], Awaitable[Tenant]]
 ALL_SCOPES = ("jobs:create", "jobs:read", "jobs:read:progress", "jobs:worker", "jobs:kill")
-NOT_FOUND = {"error": "Job not found"}
 OTHER_SPACE = {"error": "This API key belongs to another space"}
 NO_LOGS = {"logs": [], "cursor": {"mode": "latest", "oldestSeq": None, "newestSeq": None, "hasMore": False}}
 

@@ -18,10 +18,9 @@ from redis.asyncio import Redis
 from service.settings import Settings
 from service.stores.redis_keys import KeyStore
 from tests.conftest import AppFactory, body
+from tests.matchers import ISO_TIME, ULID
 
 ROOT = Path(__file__).resolve().parents[1]
-ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from dirty_equals import AnyThing, DirtyEquals, IsNow, IsStr
+from dirty_equals import AnyThing, DirtyEquals, IsStr
 
 from tests.conftest import Tenant, body, create_job
-
-ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+from tests.matchers import ULID, is_now
 
 
 def ulid() -> DirtyEquals[str]:
     return IsStr(regex=ULID)
-
-
-def is_now() -> DirtyEquals[str]:
-    """An ISO time with milliseconds, in UTC, within a few seconds of now."""
-    return IsStr(regex=ISO_TIME) & IsNow(iso_string=True, tz=UTC, delta=10)
 
 
 def iso(moment: datetime) -> str:

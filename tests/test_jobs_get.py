@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from dirty_equals import DirtyEquals, IsNow, IsStr
+from dirty_equals import IsStr
 
 from tests.conftest import Tenant, body, create_job
-
-ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-NOT_FOUND = {"error": "Job not found"}
-
-
-def is_now() -> DirtyEquals[str]:
-    return IsStr(regex=ISO_TIME) & IsNow(iso_string=True, tz=UTC, delta=10)
+from tests.matchers import NOT_FOUND, ULID, is_now
 
 
 async def test_get_job_answers_the_whole_detailed_job(

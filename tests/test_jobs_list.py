@@ -6,16 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from dirty_equals import DirtyEquals, IsNow, IsStr
+from dirty_equals import IsStr
 
 from tests.conftest import Tenant, body, create_job
-
-ULID = r"[0-9A-HJKMNP-TV-Z]{26}"
-ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-
-
-def is_now() -> DirtyEquals[str]:
-    return IsStr(regex=ISO_TIME) & IsNow(iso_string=True, tz=UTC, delta=10)
+from tests.matchers import ISO_TIME, ULID, is_now
 
 
 async def create_many(client: TestClient[Any, Any], tenant: Tenant, headers: dict[str, str], count: int) -> list[Any]:

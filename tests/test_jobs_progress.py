@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from dirty_equals import DirtyEquals, IsNow, IsStr
 
 from tests.conftest import Tenant, body, create_job
-
-ISO_TIME = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-NOT_FOUND = {"error": "Job not found"}
-
-
-def is_now() -> DirtyEquals[str]:
-    return IsStr(regex=ISO_TIME) & IsNow(iso_string=True, tz=UTC, delta=10)
+from tests.matchers import NOT_FOUND, is_now
 
 
 async def report(client: TestClient[Any, Any], job_id: str, headers: dict[str, str], progress: Any) -> Any:

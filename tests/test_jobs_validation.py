@@ -75,7 +75,9 @@ NAME_ERROR = "name is required: a string of 1 to 200 characters"
 MAX_RETRIES_ERROR = "maxRetries must be an integer between 0 and 25"
 TIMEOUT_ERROR = "timeoutSeconds must be an integer between 1 and 86400"
 CALLBACK_URL_ERROR = "callbackUrl must be an http(s) URL of at most 2048 characters"
-SCHEDULED_FOR_FORMAT_ERROR = "scheduledFor must be an ISO-8601 time with a zone, e.g. 2030-01-01T00:00:00.000Z"
+SCHEDULED_FOR_FORMAT_ERROR = (
+    "scheduledFor must be an ISO-8601 time with a zone in years 0001-9999, e.g. 2030-01-01T00:00:00.000Z"
+)
 
 CREATE_BODIES: dict[str, tuple[Any, str | IsStr]] = {
     "malformed JSON": (b'{"name": ', IsStr(regex=r"body is not valid JSON: .+")),
@@ -137,7 +139,7 @@ CREATE_BODIES: dict[str, tuple[Any, str | IsStr]] = {
     ),
     "scheduledFor long ago with an offset": (
         {"name": "a", "scheduledFor": "0001-01-01T00:00:00+01:00"},
-        "scheduledFor must be in the future",
+        SCHEDULED_FOR_FORMAT_ERROR,  # year 0 in UTC: outside 0001-9999
     ),
     "scheduledFor not a time": ({"name": "a", "scheduledFor": "tomorrow"}, SCHEDULED_FOR_FORMAT_ERROR),
     "scheduledFor without zone": ({"name": "a", "scheduledFor": "2099-01-01T00:00:00"}, SCHEDULED_FOR_FORMAT_ERROR),

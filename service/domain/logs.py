@@ -116,7 +116,7 @@ def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> di
         try:
             logged = iso_from_ms(ms_from_iso(logged_at))
         except (ValueError, TypeError, OverflowError, OSError):
-            raise InvalidParam(f"{where}.loggedAt must be an ISO-8601 time with a zone") from None
+            raise InvalidParam(f"{where}.loggedAt must be an ISO-8601 time with a zone in years 0001-9999") from None
     return {
         "id": new_id(),
         "job_id": job_id,

@@ -132,7 +132,8 @@ def _scheduled_for(value: Any, where: str) -> int | None:
         at_ms = ms_from_iso(value)
     except (ValueError, TypeError):
         raise InvalidParam(
-            f"{where}scheduledFor must be an ISO-8601 time with a zone, e.g. 2030-01-01T00:00:00.000Z"
+            f"{where}scheduledFor must be an ISO-8601 time with a zone in years 0001-9999, "
+            "e.g. 2030-01-01T00:00:00.000Z"
         ) from None
     if at_ms <= now_ms():
         raise InvalidParam(f"{where}scheduledFor must be in the future")
