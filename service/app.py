@@ -12,10 +12,11 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
 
-from service.api.context import ELASTICSEARCH, JOBS, KEYS, LIFECYCLE, LOGS, METRICS, REDIS, SETTINGS
+from service.api.context import AUTHENTICATOR, ELASTICSEARCH, JOBS, KEYS, LIFECYCLE, LOGS, METRICS, REDIS, SETTINGS
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, observe_middleware
 from service.observability import Metrics
+from service.services.auth import Authenticator
 from service.services.background import BackgroundWorker
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
@@ -55,7 +56,6 @@ def redis_client(settings: Settings) -> Redis:
         settings.redis_url,
         socket_connect_timeout=2,
         socket_timeout=5,
-        health_check_interval=10,
         retry_on_timeout=False,
     )
 
@@ -80,6 +80,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await connect_with_retry("redis", client.ping, settings.connect_timeout_s)
         app[REDIS] = client
         app[KEYS] = KeyStore(client)
+        app[AUTHENTICATOR] = Authenticator(app[KEYS], settings.rate_limit_per_s)
         app[JOBS] = JobStore(client)
         app[LIFECYCLE] = LifecycleService(LifecycleStore(client))
         yield

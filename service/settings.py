@@ -29,7 +29,7 @@ class Settings:
     index_templates_dir: str = DEFAULT_INDEX_TEMPLATES_DIR
     index_shards: int = 1
     index_replicas: int = 0
-    index_refresh_interval_s: float = 1.0
+    index_refresh_interval_s: float = 0.25
     connect_timeout_s: float = 30.0
     es_request_timeout_s: float = 10.0
     rate_limit_per_s: int = 1000

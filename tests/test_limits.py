@@ -114,3 +114,17 @@ async def test_keys_and_callback_secrets_never_reach_the_logs(
     assert secret not in logged  # …but never the headers
     assert admin["x-api-key"] not in logged
     assert admin["x-api-key"][-20:] not in logged
+
+
+async def test_the_rate_limit_holds_across_instances(make_client: AppFactory, tenant: Tenant) -> None:
+    limit = 20
+    instances = [await make_client(rate_limit_per_s=limit), await make_client(rate_limit_per_s=limit)]
+    headers = await tenant.key("jobs:read")
+    url = f"/api/v1/spaces/{tenant.space_id}/jobs"
+    started = time.monotonic()
+    responses = await asyncio.gather(*(instances[i % 2].get(url, headers=headers) for i in range(80)))
+    elapsed_s = time.monotonic() - started
+    admitted = sum(1 for r in responses if r.status == 200)
+    # one bucket in Redis for both instances: a full bucket plus what refilled while the burst ran
+    assert admitted <= limit + int(elapsed_s * limit) + 1
+    assert sum(1 for r in responses if r.status == 429) == len(responses) - admitted

@@ -7,6 +7,7 @@ from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
 from service.observability import Metrics
+from service.services.auth import Authenticator
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
@@ -17,6 +18,7 @@ SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 ELASTICSEARCH = web.AppKey("elasticsearch", AsyncElasticsearch)
 KEYS = web.AppKey("keys", KeyStore)
+AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobStore)
 LOGS = web.AppKey("logs", LogService)
 LIFECYCLE = web.AppKey("lifecycle", LifecycleService)

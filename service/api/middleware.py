@@ -13,7 +13,7 @@ import redis.exceptions
 from aiohttp import web
 
 from service.api.auth import Handler
-from service.api.context import KEYS, METRICS, PRINCIPAL, REQUEST_ID, SETTINGS
+from service.api.context import AUTHENTICATOR, METRICS, PRINCIPAL, REQUEST_ID
 from service.api.responses import error_response
 from service.domain.clock import new_id
 from service.domain.errors import DomainError, RateLimited, Unauthorized
@@ -118,13 +118,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     api_key = _presented_key(request)
     if api_key is None:
         raise Unauthorized("Missing API key: send x-api-key or Authorization: Bearer")
-    settings = request.app[SETTINGS]
-    result = await request.app[KEYS].authenticate(api_key, settings.rate_limit_per_s)
-    if result.principal is None:
-        raise Unauthorized("Invalid or revoked API key")
-    if result.retry_after_ms:
-        raise RateLimited(-(-result.retry_after_ms // 1000))
-    request[PRINCIPAL] = result.principal
+    request[PRINCIPAL] = await request.app[AUTHENTICATOR].admit(api_key)
     return await handler(request)
 
 

@@ -39,12 +39,13 @@ class Principal:
 @dataclass(frozen=True, slots=True)
 class AuthResult:
     principal: Principal | None
+    granted_tokens: int = 0
     retry_after_ms: int = 0
 
 
 # KEYS[1] api key hash   KEYS[2] the key's token bucket (hash tokens, ts)
-# ARGV[1] rate limit per second
-# → {0} unknown or revoked | {1, keyId, scopes} allowed | {2, keyId, scopes, retryAfterMs} rate limited
+# ARGV[1] rate limit per second   ARGV[2] tokens wanted (an instance leases a few at a time)
+# → {0} unknown or revoked | {1, keyId, scopes, granted} allowed | {2, keyId, scopes, retryAfterMs} limited
 AUTHENTICATE_LUA = """
 local key = redis.call('HMGET', KEYS[1], 'keyId', 'scopes', 'revokedAt')
 if not key[1] or (key[3] and key[3] ~= '') then return {0} end
@@ -58,9 +59,10 @@ tokens = math.min(limit, tokens + math.max(0, now - last) * limit / 1000)
 if tokens < 1 then
   return {2, key[1], key[2], math.ceil((1 - tokens) * 1000 / limit)}
 end
-redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - 1), 'ts', now)
+local granted = math.min(tonumber(ARGV[2]), math.floor(tokens))
+redis.call('HSET', KEYS[2], 'tokens', tostring(tokens - granted), 'ts', now)
 redis.call('PEXPIRE', KEYS[2], 2000)
-return {1, key[1], key[2]}
+return {1, key[1], key[2], granted}
 """
 
 
@@ -127,8 +129,8 @@ class KeyStore:
         await self._redis.hset(keys.api_key(text(digest)), "revokedAt", iso_from_ms(now_ms()))
         return True
 
-    async def authenticate(self, api_key: str, rate_limit_per_s: int) -> AuthResult:
-        """Resolve a presented key and take one token from its rate bucket, in one round trip."""
+    async def authenticate(self, api_key: str, rate_limit_per_s: int, wanted_tokens: int = 1) -> AuthResult:
+        """Resolve a presented key and take up to ``wanted_tokens`` from its rate bucket, in one round trip."""
         match = KEY_PATTERN.fullmatch(api_key)
         if match is None:
             return AuthResult(None)
@@ -137,14 +139,14 @@ class KeyStore:
         keys = SpaceKeys(space_id)
         # The bucket is named by a digest prefix, not the key id, so that one round trip suffices.
         reply = await self._authenticate(
-            keys=[keys.api_key(digest), keys.rate_bucket(digest[:20])], args=[rate_limit_per_s]
+            keys=[keys.api_key(digest), keys.rate_bucket(digest[:20])], args=[rate_limit_per_s, wanted_tokens]
         )
         if int(reply[0]) == 0:
             return AuthResult(None)
         principal = Principal(reply[1].decode(), space_id, tuple(reply[2].decode().split(",")))
         if int(reply[0]) == 2:
             return AuthResult(principal, retry_after_ms=int(reply[3]))
-        return AuthResult(principal)
+        return AuthResult(principal, granted_tokens=int(reply[3]))
 
 
 def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
