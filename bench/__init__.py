@@ -1,0 +1,1 @@
+"""joblens benchmarks: `python -m bench.run [--quick]` (see bench/README.md)."""

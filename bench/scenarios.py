@@ -1,0 +1,361 @@
+"""P1-P6 and M: each builds its plan, has the load generator (or wrk) run it, and turns the result into rows."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bench import wrk
+from bench.loadgen import (
+    Call,
+    DirectWriters,
+    FreshnessPlan,
+    IngestPlan,
+    LatencyPlan,
+    LatencyResult,
+    ThroughputPlan,
+    order,
+    run_freshness,
+    run_ingest,
+    run_latency,
+    run_throughput,
+)
+from bench.prepare import P1_LINES, P1_WRITERS, Ctx
+from bench.procs import Proc
+from bench.report import Row
+from bench.stats import percentile, ratio
+
+Details = dict[str, Any]
+Outcome = tuple[list[Row], Details]
+CLIENTS = (1, 16)
+WRK_CONNECTIONS = 16
+FRESH_WRITERS = 4
+FRESH_LINES = 10
+FRESH_POLL_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    id: str
+    run: Callable[[Ctx], Awaitable[Outcome]]
+    estimate_s: Callable[[Ctx], float]  # a generous bound, checked against the time left
+
+
+def _with_base(call: Call, base_url: str) -> Call:
+    return dataclasses.replace(call, url=base_url + call.url)
+
+
+def _latency_summary(ms: list[float]) -> dict[str, float | int]:
+    return {
+        "n": len(ms),
+        "p50": percentile(ms, 50),
+        "p90": percentile(ms, 90),
+        "p99": percentile(ms, 99),
+        "max": max(ms, default=math.nan),
+    }
+
+
+def _latency_budget(ctx: Ctx, sides: int) -> float:
+    return sides * (ctx.profile.rounds + 1) * ctx.profile.max_round_s + 30.0
+
+
+async def _latency(ctx: Ctx, plan: LatencyPlan) -> LatencyResult:
+    result = await ctx.loadgen.run(run_latency, plan, _latency_budget(ctx, len(plan.sides)))
+    if any(result.errors.values()):
+        ctx.notes.append(f"request errors {result.errors} (concurrency {plan.concurrency})")
+    return result
+
+
+@contextlib.asynccontextmanager
+async def _rss_peak(proc: Proc, into: list[float]) -> AsyncIterator[None]:
+    """Samples the process's RSS every 100 ms while the block runs; ``into`` gets every sample."""
+
+    async def sample() -> None:
+        while True:
+            into.append(proc.rss_mib())
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(sample())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+# --------------------------------------------------------------------------- P2, P3 and M: log reads
+
+
+def _read_plan(ctx: Ctx, pairs: tuple[tuple[Call, Call], ...], samples: int, clients: int) -> LatencyPlan:
+    service = tuple(_with_base(call, ctx.service.base_url) for call, _ in pairs)
+    direct = tuple(es for _, es in pairs)
+    p = ctx.profile
+    return LatencyPlan((("service", service), ("es", direct)), samples, clients, p.rounds, p.warmup, p.max_round_s)
+
+
+def _pair_rows(
+    row_id: str, label: str, result: LatencyResult, targets: dict[int, tuple[str, Callable[[float, float], bool]]]
+) -> list[Row]:
+    service, direct = result.ms["service"], result.ms["es"]
+    rows = []
+    for q in (50, 99):
+        s, e = percentile(service, q), percentile(direct, q)
+        target, check = targets.get(q, ("", None))
+        rows.append(
+            Row(
+                row_id,
+                f"{label} p{q}",
+                "ms",
+                s,
+                e,
+                delta=s - e,
+                ratio=ratio(s, e),
+                target=target,
+                ok=None if check is None else check(s, e),
+                samples=f"{len(service)}+{len(direct)}",
+            )
+        )
+    return rows
+
+
+async def p2_tail(ctx: Ctx) -> Outcome:
+    rows: list[Row] = []
+    details: Details = {}
+    rss: list[float] = []
+    idle_rss = ctx.service.rss_mib()
+    for clients, samples in zip(CLIENTS, ctx.profile.p2_samples, strict=True):
+        plan = _read_plan(ctx, ctx.captures.tail, samples, clients)
+        async with _rss_peak(ctx.service, rss):
+            result = await _latency(ctx, plan)
+        targets: dict[int, tuple[str, Callable[[float, float], bool]]] = {}
+        if clients == 16:
+            targets = {50: ("≤ ES+2 ms", lambda s, e: s <= e + 2.0), 99: ("≤ 25 ms", lambda s, e: s <= 25.0)}
+        rows += _pair_rows("P2", f"tail after=N limit=200, {clients} cl.", result, targets)
+        details[f"clients_{clients}"] = {side: _latency_summary(ms) for side, ms in result.ms.items()}
+    rows.append(Row("M", "service RSS under P2 load (peak)", "MiB", max(rss, default=math.nan), samples=f"{len(rss)}"))
+    details["rss_mib"] = {"idle_before": idle_rss, "peak": max(rss, default=math.nan), "samples": len(rss)}
+    return rows, details
+
+
+async def p3_search(ctx: Ctx) -> Outcome:
+    rows: list[Row] = []
+    details: Details = {}
+    within = ("≤ 1.20x", lambda s, e: s <= 1.2 * e)
+    for clients, samples in zip(CLIENTS, ctx.profile.p3_samples, strict=True):
+        result = await _latency(ctx, _read_plan(ctx, ctx.captures.search, samples, clients))
+        rows += _pair_rows("P3", f"search q=2 words+level, {clients} cl.", result, {50: within, 99: within})
+        details[f"clients_{clients}"] = {side: _latency_summary(ms) for side, ms in result.ms.items()}
+    return rows, details
+
+
+def reads_estimate(samples: tuple[int, int], ms_at_one: float, rps_at_many: float, ctx: Ctx) -> float:
+    """Both sides, warm-ups included, at ``ms_at_one`` per request (1 client) and ``rps_at_many`` (16 clients):
+    what the full dataset gives on 2 cores (the quick one is faster)."""
+    one = (samples[0] + ctx.profile.warmup) * ms_at_one / 1000.0
+    many = (samples[1] + ctx.profile.warmup) / rps_at_many
+    return 2 * (one + many) + 3.0
+
+
+# --------------------------------------------------------------------------- P1: ingestion
+
+
+async def p1_ingest(ctx: Ctx) -> Outcome:
+    p = ctx.profile
+    base = ctx.service.base_url
+    urls = tuple(f"{base}/api/v1/jobs/{job}/logs" for job in ctx.run.writers)
+    service = dataclasses.replace(ctx.captures.ingest, urls=urls)
+    direct = DirectWriters(ctx.captures.bulk, P1_LINES, int(time.time() * 1000))
+    plan = IngestPlan((("service", service), ("es", direct)), P1_WRITERS, P1_LINES, p.p1_round_s, p.rounds, 1, 400)
+    result = await ctx.loadgen.run(run_ingest, plan, p1_estimate(ctx) + 60)
+    if any(result.errors.values()):
+        ctx.notes.append(f"P1 errors {result.errors}")
+    s_rate = result.lines["service"] / result.seconds["service"]
+    e_rate = result.lines["es"] / result.seconds["es"]
+    s_ms, e_ms = result.call_ms["service"], result.call_ms["es"]
+    n = f"{len(s_ms)}+{len(e_ms)} calls"
+    rows = [
+        Row("P1", "ingest 500-line batches, 4 writers", "lines/s", s_rate, e_rate, None, ratio(s_rate, e_rate), "≥ 0.80x", s_rate >= 0.8 * e_rate, n),  # noqa: E501
+        Row("P1", "ingest call latency p50", "ms", percentile(s_ms, 50), percentile(e_ms, 50), percentile(s_ms, 50) - percentile(e_ms, 50), ratio(percentile(s_ms, 50), percentile(e_ms, 50)), samples=n),  # noqa: E501
+    ]  # fmt: skip
+    details = {
+        "lines": result.lines,
+        "seconds": result.seconds,
+        "errors": result.errors,
+        "call_ms": {side: _latency_summary(ms) for side, ms in result.call_ms.items()},
+    }
+    return rows, details
+
+
+def p1_estimate(ctx: Ctx) -> float:
+    return 2 * ctx.profile.rounds * (ctx.profile.p1_round_s + 1.0) + 2 * 1.5
+
+
+# --------------------------------------------------------------------------- P4: progress and get job
+
+
+async def p4_meta(ctx: Ctx) -> Outcome:
+    job_url = f"/api/v1/jobs/{ctx.run.meta}"
+    endpoints = {"progress": job_url + "/progress", "get job": job_url}
+    if ctx.wrk is None:
+        return await _p4_python(ctx, endpoints)
+    headers = {"x-api-key": ctx.run.space.api_key}
+    rps: dict[tuple[str, str], list[float]] = {}
+    latency: dict[tuple[str, str], list[float]] = {}
+    targets = {"service": ctx.service.base_url, "bare": ctx.bare.base_url}
+    warm_path = next(iter(endpoints.values()))
+    for base in targets.values():  # warm-up: each process once
+        await asyncio.to_thread(wrk.run, ctx.wrk, base + warm_path, headers, 1, WRK_CONNECTIONS)
+    errors = 0
+    for number in range(ctx.profile.rounds):
+        for endpoint, path in endpoints.items():
+            for side in order(list(targets), number):
+                got = await asyncio.to_thread(
+                    wrk.run, ctx.wrk, targets[side] + path, headers, ctx.profile.p4_round_s, WRK_CONNECTIONS
+                )
+                rps.setdefault((endpoint, side), []).append(got.requests_per_s)
+                latency.setdefault((endpoint, side), []).append(got.p50_ms)
+                errors += got.errors
+    if errors:
+        ctx.notes.append(f"P4: {errors} wrk errors")
+    return _p4_rows(ctx, rps, latency, "wrk")
+
+
+async def _p4_python(ctx: Ctx, endpoints: dict[str, str]) -> Outcome:
+    """Without wrk: the async client, fixed durations, same alternation."""
+    headers = (("x-api-key", ctx.run.space.api_key),)
+    rps: dict[tuple[str, str], list[float]] = {}
+    p = ctx.profile
+    for endpoint, path in endpoints.items():
+        sides = (
+            ("service", Call("GET", ctx.service.base_url + path, headers)),
+            ("bare", Call("GET", ctx.bare.base_url + path, headers)),
+        )
+        plan = ThroughputPlan(sides, WRK_CONNECTIONS, p.p4_round_s, p.rounds, 1.0)
+        result = await ctx.loadgen.run(run_throughput, plan, p4_estimate(ctx))
+        for side in ("service", "bare"):
+            rps[(endpoint, side)] = [result.requests[side] / result.seconds[side]]
+    return _p4_rows(ctx, rps, {}, "python client")
+
+
+def _p4_rows(
+    ctx: Ctx, rps: dict[tuple[str, str], list[float]], latency: dict[tuple[str, str], list[float]], tool: str
+) -> Outcome:
+    rows = []
+    minimum = {"progress": 0.6, "get job": 0.5}
+    rounds = len(rps[("progress", "service")])
+    for endpoint, floor in minimum.items():
+        s = sum(rps[(endpoint, "service")]) / rounds
+        b = sum(rps[(endpoint, "bare")]) / rounds
+        n = f"{rounds}x{ctx.profile.p4_round_s:g}s, {WRK_CONNECTIONS} conn."
+        rows.append(
+            Row(
+                "P4",
+                f"GET {endpoint} vs bare handler",
+                "req/s",
+                s,
+                b,
+                None,
+                ratio(s, b),
+                f"≥ {floor:.2f}x",
+                s >= floor * b,
+                n,
+            )
+        )
+    details = {
+        "tool": tool,
+        "connections": WRK_CONNECTIONS,
+        "req_per_s": {f"{e}/{s}": v for (e, s), v in rps.items()},
+        "p50_ms": {f"{e}/{s}": v for (e, s), v in latency.items()},
+    }
+    return rows, details
+
+
+def p4_estimate(ctx: Ctx) -> float:
+    return 4 * ctx.profile.rounds * (max(1.0, ctx.profile.p4_round_s) + 0.1) + 2 * 1.1 + 1.0
+
+
+# --------------------------------------------------------------------------- P5: list jobs
+
+
+async def p5_list(ctx: Ctx) -> Outcome:
+    small, large = ctx.lists
+    path = "/api/v1/spaces/{}/jobs?status=completed&limit=50"
+
+    def calls(space_id: str, api_key: str) -> tuple[Call, ...]:
+        return (Call("GET", ctx.service.base_url + path.format(space_id), (("x-api-key", api_key),)),)
+
+    p = ctx.profile
+    sides = (("large", calls(large.space_id, large.api_key)), ("small", calls(small.space_id, small.api_key)))
+    result = await _latency(ctx, LatencyPlan(sides, p.p5_samples, 1, p.rounds, p.warmup, p.max_round_s))
+    big, little = result.ms["large"], result.ms["small"]
+    label = f"list status=completed limit=50: {_count(large.jobs)} vs {_count(small.jobs)} jobs"
+    rows = []
+    for q in (50, 99):
+        s, b = percentile(big, q), percentile(little, q)
+        target, ok = ("≤ 1.50x", s <= 1.5 * b) if q == 50 else ("", None)
+        rows.append(Row("P5", f"{label} p{q}", "ms", s, b, s - b, ratio(s, b), target, ok, f"{len(big)}+{len(little)}"))
+    return rows, {side: _latency_summary(ms) for side, ms in result.ms.items()}
+
+
+def _count(jobs: int) -> str:
+    return f"{jobs // 1_000_000}M" if jobs >= 1_000_000 else f"{jobs // 1000}k"
+
+
+def p5_estimate(ctx: Ctx) -> float:
+    return 2 * (ctx.profile.p5_samples + ctx.profile.warmup) * 0.004 + 2.0
+
+
+# --------------------------------------------------------------------------- P6: freshness
+
+
+async def p6_fresh(ctx: Ctx) -> Outcome:
+    job_url = f"{ctx.service.base_url}/api/v1/jobs/{ctx.run.fresh}"
+    plan = FreshnessPlan(
+        job_url,
+        (("x-api-key", ctx.run.space.api_key),),
+        FRESH_WRITERS,
+        FRESH_LINES,
+        ctx.profile.p6_duration_s,
+        FRESH_POLL_S,
+        drain_s=3.0,
+    )
+    result = await ctx.loadgen.run(run_freshness, plan, p6_estimate(ctx) + 30)
+    if result.errors or result.unseen:
+        ctx.notes.append(f"P6: {result.errors} errors, {result.unseen} batches never seen by the tailer")
+    n = f"{len(result.visible_ms)} batches"
+    rows = [
+        Row("P6", f"freshness POST start → tailer sees it p{q}", "ms", percentile(result.visible_ms, q), samples=n)
+        for q in (50, 95)
+    ]
+    details = {
+        "writers": FRESH_WRITERS,
+        "lines_per_post": FRESH_LINES,
+        "poll_interval_ms": FRESH_POLL_S * 1000,
+        "visible_ms": _latency_summary(result.visible_ms) | {"p95": percentile(result.visible_ms, 95)},
+        "post_ms": _latency_summary(result.post_ms),
+        "polls": result.polls,
+        "unseen": result.unseen,
+        "errors": result.errors,
+    }
+    return rows, details
+
+
+def p6_estimate(ctx: Ctx) -> float:
+    return ctx.profile.p6_duration_s + 3.0
+
+
+SCENARIOS = (
+    Scenario("P4", p4_meta, p4_estimate),
+    Scenario("P5", p5_list, p5_estimate),
+    Scenario("P2", p2_tail, lambda ctx: reads_estimate(ctx.profile.p2_samples, 10.0, 150.0, ctx)),
+    Scenario("P3", p3_search, lambda ctx: reads_estimate(ctx.profile.p3_samples, 18.0, 100.0, ctx)),
+    Scenario("P1", p1_ingest, p1_estimate),
+    Scenario("P6", p6_fresh, p6_estimate),
+)
