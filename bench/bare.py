@@ -1,6 +1,6 @@
 """The P4 baseline: a bare aiohttp app answering the service's paths with constant JSON bodies.
 
-Run the way the service runs (``web.run_app``, no access log, INFO logging), in its own process:
+Run the way the service runs (``web.run_app`` on the same event loop, no access log, INFO logging), in its own process:
 ``python -m bench.bare --port P --bodies FILE`` where FILE is ``{"job": "<json>", "progress": "<json>"}``.
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+
+from service.app import new_event_loop
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -40,7 +42,8 @@ def main() -> None:
     bodies = orjson.loads(args.bodies.read_bytes())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = build_app(bodies["job"].encode(), bodies["progress"].encode())
-    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None)
+    # the same event loop as `joblens serve`
+    web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, loop=new_event_loop())
 
 
 if __name__ == "__main__":

@@ -51,6 +51,15 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (a faster loop for the same asyncio code), else asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def redis_client(settings: Settings) -> Redis:
     return Redis.from_url(
         settings.redis_url,

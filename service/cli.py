@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from service.app import create_app, redis_client
+from service.app import create_app, new_event_loop, redis_client
 from service.domain.scopes import parse_scopes
 from service.observability import configure_json_logging
 from service.settings import Settings, SettingsError
@@ -82,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
     # SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to the timeout), then close the clients.
     web.run_app(
         create_app(settings),
+        loop=new_event_loop(),
         host=settings.host,
         port=settings.port,
         access_log=None,

@@ -65,6 +65,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_json_logging(level: int = logging.INFO) -> None:
+    # Records need no caller, thread or process lookups (documented logging switches; costly per request).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler()
     formatter = JsonFormatter()
     formatter.converter = time.gmtime

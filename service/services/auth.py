@@ -8,6 +8,7 @@ asking Redis on every request costs a round trip. An instance therefore leases a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from dataclasses import dataclass
@@ -33,15 +34,27 @@ class Authenticator:
         self._rate_limit_per_s = rate_limit_per_s
         self._lease_tokens = max(1, min(MAX_LEASE_TOKENS, rate_limit_per_s // 20))
         self._leases: dict[str, Lease] = {}
+        self._renewing: dict[str, asyncio.Lock] = {}
 
     async def admit(self, api_key: str) -> Principal:
         """The caller behind ``api_key``; `Unauthorized` (401) or `RateLimited` (429) otherwise."""
         digest = hashlib.sha256(api_key.encode()).hexdigest()
-        now = time.monotonic()
+        principal = self._spend(digest)
+        if principal is not None:
+            return principal
+        # Concurrent requests of one key renew its lease once, not once each (which would drain the bucket).
+        async with self._renewing.setdefault(digest, asyncio.Lock()):
+            return self._spend(digest) or await self._renew(api_key, digest)
+
+    def _spend(self, digest: str) -> Principal | None:
         lease = self._leases.get(digest)
-        if lease is not None and lease.tokens > 0 and lease.expires_at > now:
+        if lease is not None and lease.tokens > 0 and lease.expires_at > time.monotonic():
             lease.tokens -= 1
             return lease.principal
+        return None
+
+    async def _renew(self, api_key: str, digest: str) -> Principal:
+        now = time.monotonic()
         result = await self._keys.authenticate(api_key, self._rate_limit_per_s, self._lease_tokens)
         if result.principal is None:
             self._leases.pop(digest, None)
@@ -50,5 +63,6 @@ class Authenticator:
             raise RateLimited(-(-result.retry_after_ms // 1000))
         if len(self._leases) >= MAX_CACHED_KEYS:
             self._leases.clear()
+            self._renewing = {digest: self._renewing[digest]}
         self._leases[digest] = Lease(result.principal, result.granted_tokens - 1, now + LEASE_TTL_S)
         return result.principal
