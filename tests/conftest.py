@@ -50,15 +50,17 @@ def backends() -> Iterator[Backends]:
     if redis_url and es_url:
         yield Backends(redis_url, es_url.split(",")[0])
     elif _docker_answers():
-        from testcontainers.elasticsearch import ElasticSearchContainer
-        from testcontainers.redis import RedisContainer
+        from testcontainers.community.elasticsearch import ElasticSearchContainer
+        from testcontainers.community.redis import RedisContainer
 
         from service.stack import ELASTICSEARCH_VERSION
 
         image = f"docker.elastic.co/elasticsearch/elasticsearch:{ELASTICSEARCH_VERSION}"
-        with RedisContainer("redis:7-alpine") as redis, ElasticSearchContainer(image, mem_limit="1g") as es:
-            redis_host = f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
-            yield Backends(redis_host, es.get_url())
+        es_container = ElasticSearchContainer(image, mem_limit="1g").with_env("ES_JAVA_OPTS", "-Xms512m -Xmx512m")
+        with RedisContainer("redis:7-alpine") as redis, es_container as es:
+            redis_url = f"redis://{redis.get_container_host_ip()}:{redis.get_exposed_port(6379)}/0"
+            es_url = f"http://{es.get_container_host_ip()}:{es.get_exposed_port(9200)}"
+            yield Backends(redis_url, es_url)
     else:
         from service.stack import up
 

@@ -152,6 +152,44 @@ def _assert_exactly_once(record: LoadRecord, stored: list[int]) -> None:
     assert record.tailed == acknowledged, "the tailer skipped, repeated or saw unacknowledged lines"
 
 
+async def _outage_under_load(
+    client: TestClient[Any, Any],
+    headers: dict[str, str],
+    space_id: str,
+    job_id: str,
+    outage: Callable[[], Awaitable[None]],
+    checked_kinds: set[str],
+    name: str,
+) -> None:
+    """Load the job (appends, a tailer, and reads when ``get`` is checked), run ``outage`` (which returns once
+    the dependency is back), then check the JSON 503s, the recovery time, and every line exactly once."""
+    record = LoadRecord()
+    stop, done = asyncio.Event(), asyncio.Event()
+    tailer = asyncio.create_task(_tail(client, headers, job_id, record, done))
+    load = asyncio.create_task(
+        _run_load(client, headers, space_id, job_id, stop, record, readers="get" in checked_kinds)
+    )
+    await asyncio.sleep(1.5)
+    await outage()
+    back_at = time.monotonic()
+    await asyncio.sleep(3)
+    stop.set()
+    await load
+    top = max(last for _, last in record.acknowledged)
+    await _wait_watermark_settles(client, headers, job_id, top)
+    done.set()
+    await asyncio.wait_for(tailer, 30)
+
+    assert record.statuses[503] > 0, "the outage was not observed"
+    recovery = record.recovery_s(back_at, checked_kinds)
+    assert recovery < RECOVERY_LIMIT_S
+    _assert_exactly_once(record, await _all_seqs(client, headers, job_id))
+    print(
+        f"{name}: {len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
+        f"recovered {recovery:.2f}s after the dependency was back"
+    )
+
+
 @pytest.fixture
 def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     server = RedisProcess(tmp_path, durable=True)
@@ -173,31 +211,13 @@ async def test_redis_restart_during_mixed_load(
     created = await client.post(f"/api/v1/spaces/{space['id']}/jobs", json={"name": "under-fire"}, headers=headers)
     job_id = (await created.json())["id"]
 
-    record = LoadRecord()
-    stop, done = asyncio.Event(), asyncio.Event()
-    tailer = asyncio.create_task(_tail(client, headers, job_id, record, done))
-    load = asyncio.create_task(_run_load(client, headers, space["id"], job_id, stop, record, readers=True))
-    await asyncio.sleep(1.5)
-    durable_redis.stop()  # SIGKILL
-    await asyncio.sleep(1.5)
-    durable_redis.start()
-    back_at = time.monotonic()
-    await asyncio.sleep(3)
-    stop.set()
-    await load
-    top = max(last for _, last in record.acknowledged)
-    await _wait_watermark_settles(client, headers, job_id, top)
-    done.set()
-    await asyncio.wait_for(tailer, 30)
+    async def restart_redis() -> None:
+        durable_redis.stop()  # SIGKILL
+        await asyncio.sleep(1.5)
+        durable_redis.start()
 
-    assert record.statuses[503] > 0, "the outage was not observed"
-    recovery = record.recovery_s(back_at, {"append", "get", "progress", "list", "tail"})
-    assert recovery < RECOVERY_LIMIT_S
-    _assert_exactly_once(record, await _all_seqs(client, headers, job_id))
-    print(
-        f"redis restart: {len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
-        f"recovered {recovery:.2f}s after Redis was back"
-    )
+    kinds = {"append", "get", "progress", "list", "tail"}
+    await _outage_under_load(client, headers, space["id"], job_id, restart_redis, kinds, "redis restart")
 
 
 @pytest.fixture
@@ -221,29 +241,11 @@ async def test_elasticsearch_restart_during_ingestion(
     created = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "under-fire"}, headers=admin)
     job_id = (await created.json())["id"]
 
-    record = LoadRecord()
-    stop, done = asyncio.Event(), asyncio.Event()
-    tailer = asyncio.create_task(_tail(client, admin, job_id, record, done))
-    load = asyncio.create_task(_run_load(client, admin, tenant.space_id, job_id, stop, record, readers=False))
-    await asyncio.sleep(2)
-    await asyncio.to_thread(stack.kill_elasticsearch)
-    await asyncio.sleep(1)
-    restarted = await asyncio.to_thread(private_stack)
-    assert restarted.elasticsearch_url == info.elasticsearch_url
-    back_at = time.monotonic()
-    await asyncio.sleep(3)
-    stop.set()
-    await load
-    top = max(last for _, last in record.acknowledged)
-    await _wait_watermark_settles(client, admin, job_id, top)
-    done.set()
-    await asyncio.wait_for(tailer, 30)
+    async def restart_elasticsearch() -> None:
+        await asyncio.to_thread(stack.kill_elasticsearch)
+        await asyncio.sleep(1)
+        restarted = await asyncio.to_thread(private_stack)
+        assert restarted.elasticsearch_url == info.elasticsearch_url
 
-    assert record.statuses[503] > 0, "the outage was not observed"
-    recovery = record.recovery_s(back_at, {"append", "tail"})
-    assert recovery < RECOVERY_LIMIT_S
-    _assert_exactly_once(record, await _all_seqs(client, admin, job_id))
-    print(
-        f"es restart: {len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
-        f"recovered {recovery:.2f}s after Elasticsearch was back"
-    )
+    kinds = {"append", "tail"}
+    await _outage_under_load(client, admin, tenant.space_id, job_id, restart_elasticsearch, kinds, "es restart")
