@@ -12,7 +12,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
 
-from service.api.context import AUTHENTICATOR, ELASTICSEARCH, JOBS, KEYS, LIFECYCLE, LOGS, METRICS, REDIS, SETTINGS
+from service.api.context import AUTHENTICATOR, ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS, SETTINGS
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, observe_middleware
 from service.observability import Metrics
@@ -88,8 +88,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         await connect_with_retry("redis", client.ping, settings.connect_timeout_s)
         app[REDIS] = client
-        app[KEYS] = KeyStore(client)
-        app[AUTHENTICATOR] = Authenticator(app[KEYS], settings.rate_limit_per_s)
+        app[AUTHENTICATOR] = Authenticator(KeyStore(client), settings.rate_limit_per_s)
         app[JOBS] = JobStore(client)
         app[LIFECYCLE] = LifecycleService(LifecycleStore(client))
         yield

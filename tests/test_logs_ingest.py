@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 from typing import Any
 
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
 
+from service.stores.redis_logseq import LogSeqStore
 from tests.conftest import Tenant, body, create_job
 from tests.logs_helpers import append, page, seqs
 from tests.matchers import ANY_ISO_TIME, ANY_ULID
@@ -167,3 +171,18 @@ async def test_idempotency_key_returns_the_first_answer_and_appends_once(
     assert await body(other_body, 409) == {"error": "This Idempotency-Key was already used with a different body"}
     fresh = await body(await client.post(f"/api/v1/jobs/{job_id}/logs", json=lines, headers=admin), 200)
     assert fresh == {"accepted": 2, "firstSeq": 3, "lastSeq": 4}
+
+
+async def test_a_failed_append_frees_its_idempotency_key_for_the_retry(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str, redis: Redis, tenant: Tenant
+) -> None:
+    # A writer that died mid-append leaves a 'pending' marker: it lasts only as long as the lease.
+    seqs_store = LogSeqStore(redis)
+    digest = hashlib.sha256(b"retry-me").hexdigest()
+    await seqs_store.reserve(tenant.space_id, job_id, 1, 300, digest, hashlib.sha256(b"[]").hexdigest())
+    headers = {**admin, "Idempotency-Key": "retry-me"}
+    early = await client.post(f"/api/v1/jobs/{job_id}/logs", json=[{"message": "m"}], headers=headers)
+    assert await body(early, 409) == {"error": "A request with this Idempotency-Key is still in progress; retry later"}
+    await asyncio.sleep(0.4)
+    retried = await client.post(f"/api/v1/jobs/{job_id}/logs", json=[{"message": "m"}], headers=headers)
+    assert await body(retried, 200) == {"accepted": 1, "firstSeq": 2, "lastSeq": 2}

@@ -29,7 +29,7 @@ async def test_lines_behind_a_dead_writer_appear_when_its_lease_expires(
     job = await create_job(client, tenant, admin)
     await append(client, job["id"], admin, [{"message": "before the crash"}])
     # A writer reserves seqs 2-4 with a 1.5 s lease, then dies without writing or releasing them.
-    dead = await LogSeqStore(redis).reserve(tenant.space_id, job["id"], 3, 1500, None, 0, "-")
+    dead = await LogSeqStore(redis).reserve(tenant.space_id, job["id"], 3, 1500, None, "-")
     assert not isinstance(dead, bytes)
     assert (dead.first_seq, dead.last_seq) == (2, 4)
     reserved_at = time.monotonic()

@@ -12,12 +12,11 @@ from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.redis_jobs import JobStore
-from service.stores.redis_keys import KeyStore, Principal
+from service.stores.redis_keys import Principal
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
 ELASTICSEARCH = web.AppKey("elasticsearch", AsyncElasticsearch)
-KEYS = web.AppKey("keys", KeyStore)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobStore)
 LOGS = web.AppKey("logs", LogService)

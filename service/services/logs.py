@@ -40,7 +40,6 @@ class LogService:
             len(docs),
             int(lease_s * 1000),
             idempotency_digest,
-            self._settings.idempotency_ttl_s,
             body_digest,
         )
         if isinstance(reservation, bytes):
@@ -57,7 +56,7 @@ class LogService:
         answer = ingest_answer(len(docs), reservation.first_seq, reservation.last_seq)
         try:
             in_time, visible_seq = await self._seqs.finish(
-                space_id, job_id, reservation, idempotency_digest, body_digest, answer
+                space_id, job_id, reservation, idempotency_digest, self._settings.idempotency_ttl_s, body_digest, answer
             )
         except Exception:
             # Redis failed after the lines were written: the client is told nothing was stored, so remove them.
@@ -83,7 +82,9 @@ class LogService:
         of it reached the index. Either step may fail while a store is down: the lease then expires by itself."""
         await self._delete_quietly(job_id, reservation)
         try:
-            await self._seqs.finish(space_id, job_id, reservation, idempotency_digest, body_digest, None)
+            await self._seqs.finish(
+                space_id, job_id, reservation, idempotency_digest, self._settings.idempotency_ttl_s, body_digest, None
+            )
         except Exception:
             log.warning("could not release log range %s of job %s; its lease will expire", reservation.member, job_id)
 

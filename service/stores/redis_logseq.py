@@ -77,15 +77,16 @@ end
 """
 
 # KEYS[1] job hash   KEYS[2] seq counter   KEYS[3] inflight zset   KEYS[4] idempotency key (or a dummy)
-# ARGV[1] line count   ARGV[2] lease (ms)   ARGV[3] idempotency TTL (s), 0 = no key   ARGV[4] body sha256
+# ARGV[1] line count   ARGV[2] lease (ms)   ARGV[3] '1' when an idempotency key is in use   ARGV[4] body sha256
+# The 'pending' marker lives as long as the lease: if the writer dies, a retry may proceed once it lapses.
 # → {0} no such job | {2, stored} idempotency key already used | {1, first, last, job createdAt}
 RESERVE_LUA = """
 local created = redis.call('HGET', KEYS[1], 'createdAt')
 if not created then return {0} end
-if tonumber(ARGV[3]) > 0 then
+if ARGV[3] == '1' then
   local previous = redis.call('GET', KEYS[4])
   if previous then return {2, previous} end
-  redis.call('SET', KEYS[4], 'pending:' .. ARGV[4], 'EX', ARGV[3])
+  redis.call('SET', KEYS[4], 'pending:' .. ARGV[4], 'PX', ARGV[2])
 end
 local count = tonumber(ARGV[1])
 local last = redis.call('INCRBY', KEYS[2], count)
@@ -98,7 +99,7 @@ return {1, first, last, created}
 
 # KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
 # ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = the append failed)
-# ARGV[4] 1 when an idempotency key is in use
+# ARGV[4] how long to keep the answer for the idempotency key (s); 0 when no key is in use
 # → {1, watermark} finished in time | {0, watermark} the lease had expired: the range was abandoned
 FINISH_LUA = (
     _ADVANCE
@@ -107,9 +108,9 @@ local held = redis.call('ZREM', KEYS[1], ARGV[1])
 if held == 1 then
   if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) else abandon(ARGV[1]) end
 end
-if ARGV[4] == '1' then
+if ARGV[4] ~= '0' then
   if held == 1 and ARGV[3] ~= '' then
-    redis.call('SET', KEYS[4], ARGV[3], 'KEEPTTL')
+    redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
   else
     redis.call('DEL', KEYS[4])
   end
@@ -169,7 +170,6 @@ class LogSeqStore:
         count: int,
         lease_ms: int,
         idempotency_digest: str | None,
-        idempotency_ttl_s: int,
         body_digest: str,
     ) -> Reservation | bytes:
         """Reserve ``count`` seqs under a lease; returns the stored answer when the idempotency key was used."""
@@ -181,7 +181,7 @@ class LogSeqStore:
                 keys.log_inflight(job_id),
                 keys.idempotency(job_id, idempotency_digest or "-"),
             ],
-            args=[count, lease_ms, idempotency_ttl_s if idempotency_digest else 0, body_digest],
+            args=[count, lease_ms, 1 if idempotency_digest else 0, body_digest],
         )
         outcome = int(reply[0])
         if outcome == 0:
@@ -196,6 +196,7 @@ class LogSeqStore:
         job_id: str,
         reservation: Reservation,
         idempotency_digest: str | None,
+        idempotency_ttl_s: int,
         body_digest: str,
         answer: bytes | None,
     ) -> tuple[bool, int]:
@@ -211,7 +212,7 @@ class LogSeqStore:
                 keys.idempotency(job_id, idempotency_digest or "-"),
                 keys.log_abandoned(job_id),
             ],
-            args=[reservation.member, reservation.first_seq, kept, 1 if idempotency_digest else 0],
+            args=[reservation.member, reservation.first_seq, kept, idempotency_ttl_s if idempotency_digest else 0],
         )
         return int(reply[0]) == 1, int(reply[1])
 
