@@ -9,23 +9,13 @@ from aiohttp.test_utils import TestClient
 from dirty_equals import IsStr
 
 from tests.conftest import Tenant, body, create_job
-from tests.matchers import NOT_FOUND, ULID, is_now
+from tests.matchers import CONTRACT_EXAMPLE_JOB, NOT_FOUND, ULID, is_now
 
 
 async def test_get_job_answers_the_whole_detailed_job(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
-    created = await create_job(
-        client,
-        tenant,
-        admin,
-        name="process-video",
-        payload={"url": "s3://bucket/video.mp4", "format": "720p"},
-        maxRetries=5,
-        timeoutSeconds=600,
-        callbackUrl="https://example.com/webhooks/jobs",
-        callbackHeaders={"Authorization": "Bearer your-secret"},
-    )
+    created = await create_job(client, tenant, admin, **CONTRACT_EXAMPLE_JOB)
     created_at = is_now()
     got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
     assert got == {

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 from dirty_equals import IsStr
 
 from tests.conftest import Tenant, body, create_job
-from tests.matchers import ISO_TIME, ULID, is_now
+from tests.matchers import CONTRACT_EXAMPLE_JOB, ISO_TIME, ULID, is_now
 
 
 async def create_many(client: TestClient[Any, Any], tenant: Tenant, headers: dict[str, str], count: int) -> list[Any]:
@@ -37,17 +37,7 @@ async def test_empty_space_lists_an_empty_array(
 async def test_list_shows_exactly_the_list_fields(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
-    created = await create_job(
-        client,
-        tenant,
-        admin,
-        name="process-video",
-        payload={"url": "s3://bucket/video.mp4", "format": "720p"},
-        maxRetries=5,
-        timeoutSeconds=600,
-        callbackUrl="https://example.com/webhooks/jobs",
-        callbackHeaders={"Authorization": "Bearer your-secret"},
-    )
+    created = await create_job(client, tenant, admin, **CONTRACT_EXAMPLE_JOB)
     created_at = is_now()
     # No callbackUrl, callbackHeaders or events in a list: those are Get Job's.
     assert await list_jobs(client, tenant, admin) == [
