@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PAIRS = [a + b for a in CROCKFORD for b in CROCKFORD]  # 10 bits → 2 characters
+from service.domain.clock import ulid_of
+
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 LEVEL_WEIGHTS = (3, 17, 62, 10, 7, 1)
@@ -237,12 +237,7 @@ SEARCHES: tuple[tuple[str, str], ...] = (
 
 def ulid_at(epoch_ms: int, rng: random.Random) -> str:
     """A ULID (26 Crockford characters) for ``epoch_ms`` with 80 random bits."""
-    r = rng.getrandbits(80)
-    ts = epoch_ms
-    head = _PAIRS[(ts >> 40) & 1023] + _PAIRS[(ts >> 30) & 1023] + _PAIRS[(ts >> 20) & 1023]
-    head += _PAIRS[(ts >> 10) & 1023] + _PAIRS[ts & 1023]
-    tail = "".join(_PAIRS[(r >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0))
-    return head + tail
+    return ulid_of(epoch_ms, rng.getrandbits(80))
 
 
 class IsoClock:

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
 
-from service.api.context import AUTHENTICATOR, ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS, SETTINGS
+from service.api.context import (
+    AUTHENTICATOR,
+    ELASTICSEARCH,
+    JOBS,
+    LIFECYCLE,
+    LOGS,
+    METRICS,
+    READ_CACHE,
+    REDIS,
+    SETTINGS,
+)
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, observe_middleware
 from service.observability import Metrics
@@ -22,6 +33,7 @@ from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.es_logs import LogStore
+from service.stores.redis_cache import ReadCache
 from service.stores.redis_callbacks import CallbackStore
 from service.stores.redis_jobs import JobStore
 from service.stores.redis_keys import KeyStore
@@ -87,11 +99,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = redis_client(settings)
     try:
         await connect_with_retry("redis", client.ping, settings.connect_timeout_s)
+        cache = ReadCache(client, settings.read_cache_entries)
         app[REDIS] = client
+        app[READ_CACHE] = cache
         app[AUTHENTICATOR] = Authenticator(KeyStore(client), settings.rate_limit_per_s)
-        app[JOBS] = JobStore(client)
-        app[LIFECYCLE] = LifecycleService(LifecycleStore(client))
-        yield
+        app[JOBS] = JobStore(client, cache)
+        app[LIFECYCLE] = LifecycleService(LifecycleStore(client, cache))
+        async with _running(cache.listen, enabled=settings.read_cache_entries > 0, name="joblens-read-cache"):
+            yield
     finally:
         await client.aclose()
 
@@ -112,14 +127,32 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS]), app[SETTINGS])
+    async with _running(worker.run, stop_timeout_s=app[SETTINGS].callback_timeout_s + 5, name="joblens-background"):
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]],
+    *,
+    name: str,
+    enabled: bool = True,
+    stop_timeout_s: float = 5.0,
+) -> AsyncIterator[None]:
+    """Run ``loop(stopping)`` as a task for the duration of the block; on exit set ``stopping`` and await it."""
+    if not enabled:
+        yield
+        return
     stopping = asyncio.Event()
-    task = asyncio.create_task(worker.run(stopping), name="joblens-background")
-    yield
-    stopping.set()
+    task = asyncio.create_task(loop(stopping), name=name)
     try:
-        await asyncio.wait_for(task, timeout=app[SETTINGS].callback_timeout_s + 5)
-    except TimeoutError:
-        log.warning("background loop did not stop in time; cancelled")
+        yield
+    finally:
+        stopping.set()
+        try:
+            await asyncio.wait_for(task, timeout=stop_timeout_s)
+        except TimeoutError:
+            log.warning("%s did not stop in time; cancelled", name)
 
 
 async def connect_with_retry(name: str, probe: Callable[[], Awaitable[T]], timeout_s: float) -> T:

@@ -5,9 +5,11 @@ Each app owns its own metrics registry, so several app instances in one process 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -19,6 +21,7 @@ LAG_BUCKETS_LINES = (0, 1, 10, 100, 1_000, 10_000, 100_000)
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._request_children: dict[tuple[str, str, int], Histogram] = {}
         self.request_seconds = Histogram(
             "joblens_http_request_duration_seconds",
             "HTTP request latency by route, method and status",
@@ -42,6 +45,13 @@ class Metrics:
             registry=self.registry,
         )
 
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        labels = (route, method, status)
+        child = self._request_children.get(labels)
+        if child is None:  # looking a child up by label values costs more than observing: do it once per triple
+            child = self._request_children[labels] = self.request_seconds.labels(route, method, str(status))
+        child.observe(seconds)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -49,9 +59,14 @@ class Metrics:
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; fields passed as ``extra={"fields": {...}}`` are merged in."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1
+        self._second_text = ""
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S") + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._utc_second(int(record.created))}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -63,6 +78,43 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
 
+    def _utc_second(self, second: int) -> str:
+        if second != self._second:  # formatting a time costs more than the rest of a record: once per second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return self._second_text
+
+
+class BatchingStreamHandler(logging.StreamHandler[TextIO]):
+    """Lines logged during one turn of the event loop leave in one write at its end, not one write each.
+    Outside a running loop (start-up, other threads) a line is written at once; `flush` writes what waits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._waiting: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._waiting.append(line)
+        if len(self._waiting) > 1:
+            return  # a write is already scheduled
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            if self._waiting:
+                lines, self._waiting = self._waiting, []
+                with contextlib.suppress(OSError, ValueError):  # a closed stream must not fail a request
+                    self.stream.write("\n".join(lines) + "\n")
+            super().flush()
+
 
 def configure_json_logging(level: int = logging.INFO) -> None:
     # Records need no caller, thread or process lookups (documented logging switches; costly per request).
@@ -70,10 +122,8 @@ def configure_json_logging(level: int = logging.INFO) -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler()
-    formatter = JsonFormatter()
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
+    handler = BatchingStreamHandler()
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

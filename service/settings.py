@@ -43,6 +43,7 @@ class Settings:
     callback_max_attempts: int = 5
     callback_backoff_s: float = 1.0
     background_tasks: bool = True
+    read_cache_entries: int = 10_000
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -69,6 +70,7 @@ class Settings:
             (self.index_shards >= 1, "index_shards", "an integer >= 1"),
             (self.index_replicas >= 0, "index_replicas", "an integer >= 0"),
             (self.callback_max_attempts >= 1, "callback_max_attempts", "an integer >= 1"),
+            (self.read_cache_entries >= 0, "read_cache_entries", "an integer >= 0 (0 turns the cache off)"),
             (
                 self.index_prefix.islower() and self.index_prefix.replace("-", "").isalnum(),
                 "index_prefix",
@@ -148,4 +150,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "callback_max_attempts": _INT,
     "callback_backoff_s": _FLOAT,
     "background_tasks": _typed(_bool, "true or false"),
+    "read_cache_entries": _INT,
 }

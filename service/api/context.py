@@ -11,11 +11,13 @@ from service.services.auth import Authenticator
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
+from service.stores.redis_cache import ReadCache
 from service.stores.redis_jobs import JobStore
 from service.stores.redis_keys import Principal
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)
+READ_CACHE = web.AppKey("read_cache", ReadCache)
 ELASTICSEARCH = web.AppKey("elasticsearch", AsyncElasticsearch)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 JOBS = web.AppKey("jobs", JobStore)

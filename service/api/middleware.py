@@ -23,6 +23,7 @@ access_log = logging.getLogger("joblens.access")
 
 API_PREFIX = "/api/v1/"
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 REDIS_DOWN: tuple[type[BaseException], ...] = (
@@ -61,7 +62,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         elapsed_s = time.perf_counter() - started
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].request_seconds.labels(route, request.method, str(status)).observe(elapsed_s)
+        # any token is a method to HTTP: unknown ones share one label value, so clients cannot grow the metrics
+        method = request.method if request.method in KNOWN_METHODS else "OTHER"
+        request.app[METRICS].observe_request(route, method, status, elapsed_s)
         principal = request.get(PRINCIPAL)
         access_log.info(
             "request",

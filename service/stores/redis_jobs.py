@@ -24,6 +24,7 @@ from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
 from service.domain.jobs import TERMINAL_STATUSES, NewJob, event_record, job_view
 from service.stores.keyspace import DUE_SPACES, SpaceKeys, text
+from service.stores.redis_cache import ReadCache
 
 # KEYS[1] job hash   KEYS[2] progress key   KEYS[3] deadlines zset
 # ARGV[1] job id   ARGV[2] progress record JSON   ARGV[3] now (ms)
@@ -62,8 +63,11 @@ def decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
 
 
 class JobStore:
-    def __init__(self, redis: Redis) -> None:
+    """Get Job and Get Progress are served through ``cache`` (see `redis_cache`): writes here drop their keys."""
+
+    def __init__(self, redis: Redis, cache: ReadCache) -> None:
         self._redis = redis
+        self._cache = cache
         self._set_progress = redis.register_script(SET_PROGRESS_LUA)
         self._get_job = redis.register_script(GET_JOB_LUA)
         self._get_progress = redis.register_script(GET_PROGRESS_LUA)
@@ -120,13 +124,18 @@ class JobStore:
     async def get(self, space_id: str, job_id: str) -> dict[str, Any]:
         """The job with its events (Get Job); `JobNotFound` when the space has no such job."""
         keys = SpaceKeys(space_id)
-        reply = await self._get_job(keys=[keys.job(job_id), keys.events(job_id)])
-        if not reply:
-            raise JobNotFound()
-        flat, raw_events = reply
-        view = job_view(decode_hash(dict(zip(flat[::2], flat[1::2], strict=True))), detailed=True)
-        view["events"] = [orjson.Fragment(event) for event in raw_events]
-        return view
+        redis_keys = (keys.job(job_id), keys.events(job_id))
+
+        async def load() -> dict[str, Any]:
+            reply = await self._get_job(keys=redis_keys)
+            if not reply:
+                raise JobNotFound()
+            flat, raw_events = reply
+            view = job_view(decode_hash(dict(zip(flat[::2], flat[1::2], strict=True))), detailed=True)
+            view["events"] = [orjson.Fragment(event) for event in raw_events]
+            return view
+
+        return await self._cache.read(redis_keys[0], redis_keys, load)
 
     async def get_field(self, space_id: str, job_id: str, field: str) -> str:
         """One field of a job; `JobNotFound` when the space has no such job."""
@@ -152,10 +161,13 @@ class JobStore:
         keys = SpaceKeys(space_id)
         timestamp_ms = now_ms()
         record = {"jobId": job_id, "progress": progress, "timestamp": iso_from_ms(timestamp_ms)}
-        status = await self._set_progress(
-            keys=[keys.job(job_id), keys.progress(job_id), keys.deadlines],
-            args=[job_id, orjson.dumps(record), timestamp_ms],
-        )
+        try:
+            status = await self._set_progress(
+                keys=[keys.job(job_id), keys.progress(job_id), keys.deadlines],
+                args=[job_id, orjson.dumps(record), timestamp_ms],
+            )
+        finally:  # even on failure: the script may have run
+            self._cache.forget((keys.job(job_id), keys.progress(job_id)))
         status = text(status)
         if not status:
             raise JobNotFound()
@@ -165,10 +177,15 @@ class JobStore:
 
     async def get_progress(self, space_id: str, job_id: str) -> Any:
         keys = SpaceKeys(space_id)
-        reply = await self._get_progress(keys=[keys.job(job_id), keys.progress(job_id)])
-        if not reply:
-            raise JobNotFound()
-        record = reply[0]
-        if not record:  # Lua turns a missing value into false, which arrives as None
-            return {"jobId": job_id, "progress": None, "timestamp": None}
-        return orjson.Fragment(record)
+        redis_keys = (keys.job(job_id), keys.progress(job_id))
+
+        async def load() -> Any:
+            reply = await self._get_progress(keys=redis_keys)
+            if not reply:
+                raise JobNotFound()
+            record = reply[0]
+            if not record:  # Lua turns a missing value into false, which arrives as None
+                return {"jobId": job_id, "progress": None, "timestamp": None}
+            return orjson.Fragment(record)
+
+        return await self._cache.read(redis_keys[1], redis_keys, load)

@@ -22,6 +22,7 @@ from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
 from service.domain.jobs import JOB_STATUSES
 from service.stores.keyspace import DUE_SPACES, SPACES, SpaceKeys, text
+from service.stores.redis_cache import ReadCache
 from service.stores.redis_jobs import decode_hash
 
 # Shared by every transition script. KEYS layout (TransitionKeys):
@@ -209,8 +210,9 @@ class Transition:
 
 
 class LifecycleStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, cache: ReadCache) -> None:
         self._redis = redis
+        self._cache = cache  # transitions drop the cached copies of the jobs they change
         self._scripts = {
             name: redis.register_script(source)
             for name, source in {
@@ -237,10 +239,14 @@ class LifecycleStore:
         self, operation: str, space_id: str, job_id: str, name: str, *operation_args: str | bytes
     ) -> Transition:
         """Run one transition script; `JobNotFound` when the job is gone."""
-        reply = await self._scripts[operation](
-            keys=transition_keys(SpaceKeys(space_id), job_id, name),
-            args=[job_id, space_id, *clock_args(), *operation_args],
-        )
+        keys = SpaceKeys(space_id)
+        try:
+            reply = await self._scripts[operation](
+                keys=transition_keys(keys, job_id, name),
+                args=[job_id, space_id, *clock_args(), *operation_args],
+            )
+        finally:  # even on failure: the script may have run
+            self._cache.forget((keys.job(job_id), keys.events(job_id)))
         return _transition(reply)
 
     async def run_many(self, operation: str, space_id: str, jobs: Sequence[tuple[str, str]]) -> list[Transition | None]:
@@ -252,7 +258,10 @@ class LifecycleStore:
                 await script(
                     keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args()], client=pipe
                 )
-            replies = await pipe.execute()
+            try:
+                replies = await pipe.execute()
+            finally:
+                self._cache.forget(key for job_id, _ in jobs for key in (keys.job(job_id), keys.events(job_id)))
         return [None if text(r[0]) == "missing" else _transition(r) for r in replies]
 
     async def pending_candidates(self, space_id: str, names: Sequence[str], count: int) -> list[tuple[str, str]]:

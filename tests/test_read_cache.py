@@ -1,0 +1,203 @@
+"""The local read cache of Get Job / Get Progress: served from memory only while Redis can tell it of changes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from redis.asyncio import Redis
+
+from service.api.context import READ_CACHE
+from service.stores.keyspace import SpaceKeys
+from service.stores.redis_cache import LISTENER_NAME, ReadCache
+from tests.conftest import AppFactory, Tenant, body, create_job
+
+
+async def eventually(check: Callable[[], Awaitable[bool] | bool], within_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        outcome = check()
+        if outcome if isinstance(outcome, bool) else await outcome:
+            return
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def cache(redis: Redis) -> AsyncIterator[ReadCache]:
+    cache = ReadCache(redis, max_entries=100)
+    stopping = asyncio.Event()
+    listening = asyncio.create_task(cache.listen(stopping))
+    await eventually(lambda: cache.live)
+    yield cache
+    stopping.set()
+    await listening
+
+
+async def announced_set(cache: ReadCache, redis: Redis, key: str, value: str) -> None:
+    """SET, then wait until the cache has heard Redis announce it (so the announcement cannot land later)."""
+    heard = cache.counts.invalidations
+    await redis.set(key, value)
+    await eventually(lambda: cache.counts.invalidations > heard)
+
+
+class CountingLoader:
+    def __init__(self, redis: Redis, key: str) -> None:
+        self.redis, self.key, self.calls = redis, key, 0
+
+    async def __call__(self) -> bytes | None:
+        self.calls += 1
+        value: bytes | None = await self.redis.get(self.key)
+        return value
+
+
+async def test_repeated_reads_are_served_from_memory_until_the_key_changes(cache: ReadCache, redis: Redis) -> None:
+    key = SpaceKeys("cache-test-1").progress("job")
+    await announced_set(cache, redis, key, "v1")
+    load = CountingLoader(redis, key)
+    assert [await cache.read(key, (key,), load) for _ in range(3)] == [b"v1"] * 3
+    assert load.calls == 1
+
+    await redis.set(key, "v2")  # another client's write: only Redis's announcement can tell us
+    await eventually(lambda: key not in cache._entries)
+    assert await cache.read(key, (key,), load) == b"v2"
+    assert load.calls == 2
+    await redis.delete(key)
+
+
+async def test_a_read_in_flight_while_its_key_changes_is_returned_but_not_kept(cache: ReadCache, redis: Redis) -> None:
+    key = SpaceKeys("cache-test-2").progress("job")
+    await redis.set(key, "old")
+    fetched, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_load() -> bytes | None:
+        value: bytes | None = await redis.get(key)
+        fetched.set()
+        await release.wait()  # the change lands between Redis's answer and the caller's use of it
+        return value
+
+    reading = asyncio.create_task(cache.read(key, (key,), slow_load))
+    await fetched.wait()
+    seen = cache.counts.invalidations
+    await redis.set(key, "new")
+    await eventually(lambda: cache.counts.invalidations > seen)
+    release.set()
+    assert await reading == b"old"
+    assert await cache.read(key, (key,), CountingLoader(redis, key)) == b"new"  # the old value was not kept
+    await redis.delete(key)
+
+
+async def test_a_local_write_is_read_back_at_once(cache: ReadCache, redis: Redis) -> None:
+    key = SpaceKeys("cache-test-3").progress("job")
+    await redis.set(key, "v1")
+    load = CountingLoader(redis, key)
+    await cache.read(key, (key,), load)
+    await redis.set(key, "v2")
+    cache.forget((key,))  # what a store does after its own write, before any announcement arrives
+    assert await cache.read(key, (key,), load) == b"v2"
+    await redis.delete(key)
+
+
+async def test_losing_the_listener_drops_everything_and_reads_go_to_redis_until_it_is_back(
+    cache: ReadCache, redis: Redis
+) -> None:
+    key = SpaceKeys("cache-test-4").progress("job")
+    await announced_set(cache, redis, key, "v1")
+    load = CountingLoader(redis, key)
+    await cache.read(key, (key,), load)
+    resets = cache.counts.resets
+
+    assert await redis.client_kill_filter(_type="pubsub", skipme=True) >= 1  # includes our listener
+    await eventually(lambda: not cache.live)
+    assert cache.counts.resets > resets and not cache._entries
+    await redis.set(key, "v2")  # a change nobody announced to us
+    assert await cache.read(key, (key,), load) == b"v2"
+
+    await eventually(lambda: cache.live)  # reconnected and subscribed again
+    names = [client["name"] for client in await redis.client_list(_type="pubsub")]
+    assert LISTENER_NAME in names
+    await cache.read(key, (key,), load)
+    calls = load.calls
+    assert await cache.read(key, (key,), load) == b"v2" and load.calls == calls  # cached again
+    await redis.delete(key)
+
+
+async def test_a_flush_of_any_database_drops_everything(cache: ReadCache, redis: Redis, settings: Any) -> None:
+    key = SpaceKeys("cache-test-5").progress("job")
+    await redis.set(key, "v1")
+    await cache.read(key, (key,), CountingLoader(redis, key))
+    other_db = Redis.from_url(settings.redis_url.rsplit("/", 1)[0] + "/15")
+    resets = cache.counts.resets
+    await other_db.flushdb()  # Redis announces a flush as "everything changed", whatever the database
+    await other_db.aclose()
+    await eventually(lambda: cache.counts.resets > resets)
+    assert not cache._entries
+    await redis.delete(key)
+
+
+async def test_entries_are_bounded(redis: Redis) -> None:
+    cache = ReadCache(redis, max_entries=2)
+    stopping = asyncio.Event()
+    listening = asyncio.create_task(cache.listen(stopping))
+    await eventually(lambda: cache.live)
+    keys = [SpaceKeys("cache-test-6").progress(f"job-{i}") for i in range(5)]
+    for key in keys:
+        await cache.read(key, (key,), CountingLoader(redis, key))
+    assert list(cache._entries) == keys[-2:]
+    stopping.set()
+    await listening
+
+
+async def read_progress(client: TestClient[Any, Any], job_id: str, headers: dict[str, str]) -> Any:
+    return await body(await client.get(f"/api/v1/jobs/{job_id}/progress", headers=headers), 200)
+
+
+async def test_two_instances_see_each_others_progress_and_transitions(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    reader, writer = await make_client(), await make_client()
+    await eventually(lambda: reader.server.app[READ_CACHE].live)
+    job = await create_job(writer, tenant, admin)
+    path = f"/api/v1/jobs/{job['id']}"
+    cache = reader.server.app[READ_CACHE]
+
+    async def both_served_from_memory() -> bool:
+        hits = cache.counts.hits
+        assert (await read_progress(reader, job["id"], admin))["progress"] is None
+        assert (await body(await reader.get(path, headers=admin), 200))["status"] == "pending"
+        return cache.counts.hits == hits + 2
+
+    await eventually(both_served_from_memory)
+
+    report = {"percent": 50, "message": "half"}
+    await body(await writer.post(f"{path}/progress", json=report, headers=admin), 200)
+    await body(await writer.post(f"{path}/claim", headers=admin), 200)
+
+    async def reader_caught_up() -> bool:
+        progress = await read_progress(reader, job["id"], admin)
+        status = (await body(await reader.get(path, headers=admin), 200))["status"]
+        return bool(progress["progress"] == report and status == "delivered")
+
+    await eventually(reader_caught_up, within_s=1.0)
+
+
+async def test_an_instance_reads_its_own_writes(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    await eventually(lambda: client.server.app[READ_CACHE].live)
+    job = await create_job(client, tenant, admin)
+    path = f"/api/v1/jobs/{job['id']}"
+    for percent in range(20):
+        await read_progress(client, job["id"], admin)  # cached…
+        await body(await client.post(f"{path}/progress", json={"percent": percent, "message": "m"}, headers=admin), 200)
+        assert (await read_progress(client, job["id"], admin))["progress"] == {
+            "percent": percent,
+            "message": "m",
+        }  # …and fresh
+    for action, status in (("claim", "delivered"), ("ack", "running"), ("complete", "completed")):
+        await body(await client.get(path, headers=admin), 200)
+        await body(await client.post(f"{path}/{action}", json={}, headers=admin), 200)
+        assert (await body(await client.get(path, headers=admin), 200))["status"] == status
