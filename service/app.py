@@ -42,16 +42,17 @@ from service.stores.redis_logseq import LogSeqStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-MAX_REQUEST_LINE_BYTES = 16 * 1024
-MAX_HEADER_BYTES = 8 * 1024
+# The HTTP parser's own ceilings, twice the API's limits (`middleware.MAX_URL_BYTES`, `MAX_HEADER_BYTES`): the
+# parser can only answer in plain text, while the middleware answers in JSON. (At most 128 headers are parsed.)
+PARSER_MAX_LINE_BYTES = 32 * 1024
+PARSER_MAX_FIELD_BYTES = 16 * 1024
 
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
-        # A 1,024-character `q` of non-ASCII text is ~12 KiB once percent-encoded: allow request lines of 16 KiB.
-        handler_args={"max_line_size": MAX_REQUEST_LINE_BYTES, "max_field_size": MAX_HEADER_BYTES},
+        handler_args={"max_line_size": PARSER_MAX_LINE_BYTES, "max_field_size": PARSER_MAX_FIELD_BYTES},
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

@@ -16,11 +16,15 @@ from service.api.auth import Handler
 from service.api.context import AUTHENTICATOR, METRICS, PRINCIPAL, REQUEST_ID
 from service.api.responses import error_response
 from service.domain.clock import new_id
-from service.domain.errors import DomainError, RateLimited, Unauthorized
+from service.domain.errors import DomainError, HeaderTooLarge, RateLimited, Unauthorized, UrlTooLong
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("joblens.access")
 
+# A 1,024-character `q` of non-ASCII text is ~12 KiB once percent-encoded: URLs may have 16 KiB.
+MAX_URL_BYTES = 16 * 1024
+MAX_HEADER_BYTES = 8 * 1024
+MAX_HEADERS_TOTAL_BYTES = 32 * 1024
 API_PREFIX = "/api/v1/"
 PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -86,6 +90,7 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as ``{"error": ...}`` with its status; nothing internal reaches the client."""
     try:
+        check_request_size(request)
         return await handler(request)
     except DomainError as exc:
         headers = {"Retry-After": str(max(1, -(-exc.retry_after_s // 1)))} if isinstance(exc, RateLimited) else None
@@ -123,6 +128,21 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise Unauthorized("Missing API key: send x-api-key or Authorization: Bearer")
     request[PRINCIPAL] = await request.app[AUTHENTICATOR].admit(api_key)
     return await handler(request)
+
+
+def check_request_size(request: web.Request) -> None:
+    """The URL and header limits (414, 431); the parser lets through more so that this can answer in JSON."""
+    if len(request.raw_path) > MAX_URL_BYTES:
+        raise UrlTooLong(f"Request URL too long: at most {MAX_URL_BYTES} bytes")
+    total = 0
+    for name, value in request.raw_headers:
+        size = len(name) + len(value)
+        if size > MAX_HEADER_BYTES:
+            shown = name[:64].decode(errors="replace")
+            raise HeaderTooLarge(f"Request header {shown} too large: at most {MAX_HEADER_BYTES} bytes")
+        total += size
+    if total > MAX_HEADERS_TOTAL_BYTES:
+        raise HeaderTooLarge(f"Request headers too large: at most {MAX_HEADERS_TOTAL_BYTES} bytes in all")
 
 
 def _presented_key(request: web.Request) -> str | None:

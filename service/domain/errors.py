@@ -42,6 +42,14 @@ class TooLarge(DomainError):
     status = 413
 
 
+class UrlTooLong(DomainError):
+    status = 414
+
+
+class HeaderTooLarge(DomainError):
+    status = 431
+
+
 class RateLimited(DomainError):
     status = 429
 
