@@ -43,7 +43,7 @@ test: setup venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict service
+	$(BIN)/mypy --strict service tests bench
 
 fmt: venv
 	$(BIN)/ruff format .

@@ -12,7 +12,6 @@ from typing import Any
 
 from service.domain.clock import ulid_of
 
-
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 LEVEL_WEIGHTS = (3, 17, 62, 10, 7, 1)
 

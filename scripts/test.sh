@@ -35,7 +35,7 @@ step() {
 
 step "$BIN/ruff" check .
 step "$BIN/ruff" format --check .
-step "$BIN/mypy" --strict service
+step "$BIN/mypy" --strict service tests bench
 
 rc=0
 step "$BIN/pytest" "$@" || rc=$?

@@ -132,7 +132,7 @@ def fuzz(base_url: str, api_key: str, space_id: str, job_ids: list[str], deadlin
                     key, f"{failure.message}\n{response.status_code} {response.text[:300]}\n{curl}"
                 )
 
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     real_jobs = itertools.cycle(job_ids)
     for operation in operations:
         # Coverage: boundary values, missing and mistyped fields, unexpected methods — aimed at real records.
@@ -185,12 +185,13 @@ async def seed_jobs(client: TestClient[Any, Any], tenant: Tenant, admin: dict[st
         201,
     )
     ids = {job["name"]: job["id"] for job in created}
-    for name, calls in {
+    seed_calls: dict[str, list[tuple[str, dict[str, Any] | None]]] = {
         "delivered": [("claim", None)],
         "running": [("claim", None), ("ack", None), ("progress", {"percent": 5, "message": "started"})],
         "completed": [("claim", None), ("ack", None), ("complete", {"result": {"ok": True}})],
         "killed": [("kill", {"reason": "seed"})],
-    }.items():
+    }
+    for name, calls in seed_calls.items():
         for call, payload in calls:
             await body(await client.post(f"/api/v1/jobs/{ids[name]}/{call}", json=payload, headers=admin), 200)
     lines = [{"message": f"line {n} of the seed", "level": ["info", "warn", "error"][n % 3]} for n in range(30)]

@@ -21,6 +21,8 @@ async def test_template_is_installed_at_start_with_deployment_settings(
     assert template["template"]["mappings"]["dynamic"] == "strict"
     assert template["template"]["mappings"]["_routing"] == {"required": True}
     assert template["template"]["settings"]["index"]["number_of_replicas"] == "0"
+    # a job's lines sit together, in seq order: a page is read from a few adjacent blocks
+    assert template["template"]["settings"]["index"]["sort"] == {"field": ["job_id", "seq"], "order": ["asc", "asc"]}
 
 
 async def test_reinstalling_and_restarting_is_harmless(

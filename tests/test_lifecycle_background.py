@@ -209,7 +209,8 @@ async def test_callback_is_sent_with_headers_on_completion(
 
 
 async def _last_event_is(client: TestClient[Any, Any], headers: dict[str, str], job_id: str, kind: str) -> bool:
-    return (await _events(client, headers, job_id))[-1][0] == kind
+    last_kind: str = (await _events(client, headers, job_id))[-1][0]
+    return last_kind == kind
 
 
 async def test_failing_callback_is_retried_with_backoff_then_recorded_as_failed(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -50,8 +50,7 @@ class CountingLoader:
 
     async def __call__(self) -> bytes | None:
         self.calls += 1
-        value: bytes | None = await self.redis.get(self.key)
-        return value
+        return cast(bytes | None, await self.redis.get(self.key))
 
 
 async def test_repeated_reads_are_served_from_memory_until_the_key_changes(cache: ReadCache, redis: Redis) -> None:
@@ -74,7 +73,7 @@ async def test_a_read_in_flight_while_its_key_changes_is_returned_but_not_kept(c
     fetched, release = asyncio.Event(), asyncio.Event()
 
     async def slow_load() -> bytes | None:
-        value: bytes | None = await redis.get(key)
+        value = cast(bytes | None, await redis.get(key))
         fetched.set()
         await release.wait()  # the change lands between Redis's answer and the caller's use of it
         return value
@@ -159,16 +158,16 @@ async def test_two_instances_see_each_others_progress_and_transitions(
     make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
 ) -> None:
     reader, writer = await make_client(), await make_client()
-    await eventually(lambda: reader.server.app[READ_CACHE].live)
+    await eventually(lambda: reader.app[READ_CACHE].live)
     job = await create_job(writer, tenant, admin)
     path = f"/api/v1/jobs/{job['id']}"
-    cache = reader.server.app[READ_CACHE]
+    cache = reader.app[READ_CACHE]
 
     async def both_served_from_memory() -> bool:
         hits = cache.counts.hits
         assert (await read_progress(reader, job["id"], admin))["progress"] is None
         assert (await body(await reader.get(path, headers=admin), 200))["status"] == "pending"
-        return cache.counts.hits == hits + 2
+        return bool(cache.counts.hits == hits + 2)
 
     await eventually(both_served_from_memory)
 
@@ -187,7 +186,7 @@ async def test_two_instances_see_each_others_progress_and_transitions(
 async def test_an_instance_reads_its_own_writes(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
-    await eventually(lambda: client.server.app[READ_CACHE].live)
+    await eventually(lambda: client.app[READ_CACHE].live)
     job = await create_job(client, tenant, admin)
     path = f"/api/v1/jobs/{job['id']}"
     for percent in range(20):
