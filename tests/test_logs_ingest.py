@@ -12,6 +12,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
+from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
 from tests.conftest import Tenant, body, create_job
 from tests.logs_helpers import append, page, seqs
@@ -177,7 +178,7 @@ async def test_a_failed_append_frees_its_idempotency_key_for_the_retry(
     client: TestClient[Any, Any], admin: dict[str, str], job_id: str, redis: Redis, tenant: Tenant
 ) -> None:
     # A writer that died mid-append leaves a 'pending' marker: it lasts only as long as the lease.
-    seqs_store = LogSeqStore(redis)
+    seqs_store = LogSeqStore(redis, ReadCache(redis, max_entries=0))
     digest = hashlib.sha256(b"retry-me").hexdigest()
     await seqs_store.reserve(tenant.space_id, job_id, 1, 300, digest, hashlib.sha256(b"[]").hexdigest())
     headers = {**admin, "Idempotency-Key": "retry-me"}

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from service.domain.clock import ms_from_iso
 from service.settings import Settings
 from service.stores.es_logs import index_for
+from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
 from tests.conftest import Tenant, create_job
 from tests.logs_helpers import append, page, seqs
@@ -29,7 +30,9 @@ async def test_lines_behind_a_dead_writer_appear_when_its_lease_expires(
     job = await create_job(client, tenant, admin)
     await append(client, job["id"], admin, [{"message": "before the crash"}])
     # A writer reserves seqs 2-4 with a 1.5 s lease, then dies without writing or releasing them.
-    dead = await LogSeqStore(redis).reserve(tenant.space_id, job["id"], 3, 1500, None, "-")
+    dead = await LogSeqStore(redis, ReadCache(redis, max_entries=0)).reserve(
+        tenant.space_id, job["id"], 3, 1500, None, "-"
+    )
     assert not isinstance(dead, bytes)
     assert (dead.first_seq, dead.last_seq) == (2, 4)
     reserved_at = time.monotonic()

@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from service.api.context import READ_CACHE
 from service.stores.keyspace import SpaceKeys
 from service.stores.redis_cache import LISTENER_NAME, ReadCache
+from service.stores.redis_logseq import LogSeqStore
 from tests.conftest import AppFactory, Tenant, body, create_job
 
 
@@ -200,3 +201,43 @@ async def test_an_instance_reads_its_own_writes(
         await body(await client.get(path, headers=admin), 200)
         await body(await client.post(f"{path}/{action}", json={}, headers=admin), 200)
         assert (await body(await client.get(path, headers=admin), 200))["status"] == status
+
+
+async def test_a_quiet_jobs_log_window_is_kept_until_a_write_and_never_while_one_is_in_flight(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str], redis: Redis
+) -> None:
+    reader, writer = await make_client(), await make_client()
+    cache = reader.app[READ_CACHE]
+    await eventually(lambda: cache.live)
+    job = await create_job(writer, tenant, admin)
+    logs = f"/api/v1/jobs/{job['id']}/logs"
+    await body(await writer.post(logs, json=[{"message": "one"}], headers=admin), 200)
+
+    async def seqs_read() -> list[int]:
+        return [line["seq"] for line in (await body(await reader.get(f"{logs}?after=0", headers=admin), 200))["logs"]]
+
+    async def window_kept() -> bool:
+        hits = cache.counts.hits
+        await seqs_read()
+        return bool(cache.counts.hits > hits)
+
+    await eventually(window_kept)
+
+    # another instance reserves a range and dies holding it: the window drops, and is not kept while it is held
+    other_instance = LogSeqStore(redis, ReadCache(redis, max_entries=0))
+    await other_instance.reserve(tenant.space_id, job["id"], 2, 60_000, None, "-")
+    await eventually(lambda: SpaceKeys(tenant.space_id).log_visible(job["id"]) not in cache._entries)
+    for _ in range(3):
+        assert await seqs_read() == [1]
+    assert SpaceKeys(tenant.space_id).log_visible(job["id"]) not in cache._entries
+
+    # lines appended through the writer instance reach the reader's tail without waiting for any expiry
+    # as if the other instance had finished its range after all (having written nothing)
+    await redis.delete(SpaceKeys(tenant.space_id).log_inflight(job["id"]))
+    await redis.zadd(SpaceKeys(tenant.space_id).log_done(job["id"]), {"2:3": 2})
+    await body(await writer.post(logs, json=[{"message": "four"}], headers=admin), 200)
+    await eventually(lambda: _equals(seqs_read(), [1, 4]), within_s=1.0)
+
+
+async def _equals(seqs: Awaitable[list[int]], expected: list[int]) -> bool:
+    return await seqs == expected

@@ -79,8 +79,15 @@ class ReadCache:
         """True while the invalidation listener is subscribed (only then are reads kept)."""
         return self._live
 
-    async def read(self, cache_key: str, redis_keys: tuple[str, ...], load: Callable[[], Awaitable[T]]) -> T:
-        """``load()``'s result, from memory when a still-valid copy exists; exceptions are never kept."""
+    async def read(
+        self,
+        cache_key: str,
+        redis_keys: tuple[str, ...],
+        load: Callable[[], Awaitable[T]],
+        keep: Callable[[T], bool] | None = None,
+    ) -> T:
+        """``load()``'s result, from memory when a still-valid copy exists. Exceptions are never kept, nor results
+        that ``keep`` turns down (values that something other than a write to ``redis_keys`` may change)."""
         entry = self._entries.get(cache_key)
         if entry is not None:
             if time.monotonic() - entry.stored_at < self._max_age_s:
@@ -97,7 +104,7 @@ class ReadCache:
             value = await load()
         finally:
             self._unregister(pending)
-        if pending.still_valid and self._live:
+        if pending.still_valid and self._live and (keep is None or keep(value)):
             self._store(cache_key, _Entry(value, redis_keys, time.monotonic()))
         return value
 

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 
 from service.domain.errors import JobNotFound, WrongState
 from service.stores.keyspace import SpaceKeys, text
+from service.stores.redis_cache import ReadCache
 
 # Shared by FINISH and WATERMARK: abandon expired leases, then move the watermark over contiguous done ranges.
 # Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible, KEYS[5] abandoned; returns the new watermark.
@@ -121,14 +122,14 @@ return {held, advance()}
 
 # KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash   KEYS[5] abandoned
 # ARGV[1] how many abandoned ranges to return at most
-# → {} no such job | {watermark, job createdAt, abandoned ranges (newest first)}
+# → {} no such job | {watermark, job createdAt, abandoned ranges (newest first), ranges still in flight}
 WATERMARK_LUA = (
     _ADVANCE
     + """
 local created = redis.call('HGET', KEYS[4], 'createdAt')
 if not created then return {} end
 local visible = advance()
-return {visible, created, redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'REV')}
+return {visible, created, redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'REV'), redis.call('ZCARD', KEYS[1])}
 """
 )
 
@@ -154,11 +155,16 @@ class ReadWindow:
     visible_seq: int
     job_created_ms: int
     abandoned: tuple[tuple[int, int], ...]  # (first, last) seq ranges never to show
+    writes_in_flight: bool  # while ranges are leased, time alone (a lease expiring) can move the watermark
 
 
 class LogSeqStore:
-    def __init__(self, redis: Redis) -> None:
+    """A quiet job's read window is kept in ``cache`` (see `redis_cache`): with nothing in flight, only a write
+    can change it, and writes are announced. An older window is still a safe one: the watermark only grows."""
+
+    def __init__(self, redis: Redis, cache: ReadCache) -> None:
         self._redis = redis
+        self._cache = cache
         self._reserve = redis.register_script(RESERVE_LUA)
         self._finish = redis.register_script(FINISH_LUA)
         self._watermark = redis.register_script(WATERMARK_LUA)
@@ -174,15 +180,18 @@ class LogSeqStore:
     ) -> Reservation | bytes:
         """Reserve ``count`` seqs under a lease; returns the stored answer when the idempotency key was used."""
         keys = SpaceKeys(space_id)
-        reply = await self._reserve(
-            keys=[
-                keys.job(job_id),
-                keys.log_seq(job_id),
-                keys.log_inflight(job_id),
-                keys.idempotency(job_id, idempotency_digest or "-"),
-            ],
-            args=[count, lease_ms, 1 if idempotency_digest else 0, body_digest],
-        )
+        try:
+            reply = await self._reserve(
+                keys=[
+                    keys.job(job_id),
+                    keys.log_seq(job_id),
+                    keys.log_inflight(job_id),
+                    keys.idempotency(job_id, idempotency_digest or "-"),
+                ],
+                args=[count, lease_ms, 1 if idempotency_digest else 0, body_digest],
+            )
+        finally:  # even on failure: the script may have run
+            self._cache.forget(_window_keys(keys, job_id))
         outcome = int(reply[0])
         if outcome == 0:
             raise JobNotFound()
@@ -204,35 +213,46 @@ class LogSeqStore:
         had expired and readers abandoned it) and the watermark afterwards."""
         keys = SpaceKeys(space_id)
         kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
-        reply = await self._finish(
-            keys=[
-                keys.log_inflight(job_id),
-                keys.log_done(job_id),
-                keys.log_visible(job_id),
-                keys.idempotency(job_id, idempotency_digest or "-"),
-                keys.log_abandoned(job_id),
-            ],
-            args=[reservation.member, reservation.first_seq, kept, idempotency_ttl_s if idempotency_digest else 0],
-        )
+        try:
+            reply = await self._finish(
+                keys=[
+                    keys.log_inflight(job_id),
+                    keys.log_done(job_id),
+                    keys.log_visible(job_id),
+                    keys.idempotency(job_id, idempotency_digest or "-"),
+                    keys.log_abandoned(job_id),
+                ],
+                args=[reservation.member, reservation.first_seq, kept, idempotency_ttl_s if idempotency_digest else 0],
+            )
+        finally:  # the writer then reads its own lines at once
+            self._cache.forget(_window_keys(keys, job_id))
         return int(reply[0]) == 1, int(reply[1])
 
     async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
         """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
         keys = SpaceKeys(space_id)
-        reply = await self._watermark(
-            keys=[
-                keys.log_inflight(job_id),
-                keys.log_done(job_id),
-                keys.log_visible(job_id),
-                keys.job(job_id),
-                keys.log_abandoned(job_id),
-            ],
-            args=[MAX_ABANDONED_RANGES],
-        )
-        if not reply:
-            raise JobNotFound()
-        abandoned = tuple(_range(text(member)) for member in reply[2])
-        return ReadWindow(int(reply[0]), int(reply[1]), abandoned)
+        window_keys = _window_keys(keys, job_id)
+
+        async def load() -> ReadWindow:
+            inflight, done, visible, abandoned = window_keys
+            reply = await self._watermark(
+                keys=[inflight, done, visible, keys.job(job_id), abandoned], args=[MAX_ABANDONED_RANGES]
+            )
+            if not reply:
+                raise JobNotFound()
+            ranges = tuple(_range(text(member)) for member in reply[2])
+            return ReadWindow(int(reply[0]), int(reply[1]), ranges, writes_in_flight=int(reply[3]) > 0)
+
+        # The job hash is not a dependency: only its createdAt (immutable) is read.
+        return await self._cache.read(window_keys[2], window_keys, load, keep=_quiet)
+
+
+def _window_keys(keys: SpaceKeys, job_id: str) -> tuple[str, str, str, str]:
+    return keys.log_inflight(job_id), keys.log_done(job_id), keys.log_visible(job_id), keys.log_abandoned(job_id)
+
+
+def _quiet(window: ReadWindow) -> bool:
+    return not window.writes_in_flight
 
 
 def _range(member: str) -> tuple[int, int]:
