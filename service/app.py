@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
 
 from service.api.context import (
+    ACCESS_LOG,
     AUTHENTICATOR,
     ELASTICSEARCH,
     JOBS,
@@ -26,7 +28,7 @@ from service.api.context import (
 )
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, observe_middleware
-from service.observability import Metrics
+from service.observability import AccessLog, Metrics
 from service.services.auth import Authenticator
 from service.services.background import BackgroundWorker
 from service.services.lifecycle import LifecycleService
@@ -56,12 +58,18 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()
+    app[ACCESS_LOG] = AccessLog(sys.stderr if settings.access_log else None)
+    app.on_cleanup.append(_flush_access_log)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(elasticsearch_ctx)
     if settings.background_tasks:
         app.cleanup_ctx.append(background_ctx)
     app.add_routes(routes)
     return app
+
+
+async def _flush_access_log(app: web.Application) -> None:
+    app[ACCESS_LOG].flush()
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

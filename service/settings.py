@@ -44,6 +44,7 @@ class Settings:
     callback_backoff_s: float = 1.0
     background_tasks: bool = True
     read_cache_entries: int = 10_000
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -151,4 +152,5 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "callback_backoff_s": _FLOAT,
     "background_tasks": _typed(_bool, "true or false"),
     "read_cache_entries": _INT,
+    "access_log": _typed(_bool, "true or false"),
 }

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from service.api.context import ACCESS_LOG
 from tests.conftest import AppFactory, Tenant, body, create_job
 
 
@@ -107,6 +108,8 @@ async def test_keys_and_callback_secrets_never_reach_the_logs(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     client = await make_client(background_tasks=True, timeout_loop_interval_s=0.05, callback_max_attempts=1)
+    access_log = client.app[ACCESS_LOG]
+    access_log.stream = io.StringIO()
     secret = "hook-secret-value-42"
     job = await create_job(
         client, tenant, admin, callbackUrl="http://127.0.0.1:9/hook", callbackHeaders={"Authorization": secret}
@@ -122,9 +125,12 @@ async def test_keys_and_callback_secrets_never_reach_the_logs(
             break
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+    access_log.flush()
     logged = "\n".join(f"{r.getMessage()} {getattr(r, 'fields', '')} {r.exc_text or ''}" for r in caplog.records)
-    assert "callback for job" in logged  # the failure itself is logged…
-    assert secret not in logged  # …but never the headers
+    logged += access_log.stream.getvalue()
+    assert '"status":401' in logged  # the refused call is in the access log…
+    assert "callback for job" in logged  # the callback failure is logged…
+    assert secret not in logged  # …but never the headers, nor the key
     assert admin["x-api-key"] not in logged
     assert admin["x-api-key"][-20:] not in logged
 

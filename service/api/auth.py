@@ -10,7 +10,6 @@ from aiohttp import web
 from service.api.context import PRINCIPAL
 from service.domain.clock import is_ulid
 from service.domain.errors import Forbidden, JobNotFound
-from service.domain.scopes import expand
 from service.stores.redis_keys import Principal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -19,11 +18,13 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def requires(*accepted: str) -> Callable[[Handler], Handler]:
     """Admit a caller holding any of ``accepted``; a ``spaceId`` in the path must be the key's own space."""
 
+    admitted_by = frozenset(accepted)
+
     def decorate(handler: Handler) -> Handler:
         @wraps(handler)
         async def guarded(request: web.Request) -> web.StreamResponse:
             principal = request[PRINCIPAL]
-            if not expand(principal.scopes) & set(accepted):
+            if principal.allowed.isdisjoint(admitted_by):
                 raise Forbidden(f"Missing required scope: {accepted[0]}")
             space_id = request.match_info.get("spaceId")
             if space_id is not None and space_id != principal.space_id:

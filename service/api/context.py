@@ -6,7 +6,7 @@ from aiohttp import web
 from elasticsearch import AsyncElasticsearch
 from redis.asyncio import Redis
 
-from service.observability import Metrics
+from service.observability import AccessLog, Metrics
 from service.services.auth import Authenticator
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
@@ -24,6 +24,7 @@ JOBS = web.AppKey("jobs", JobStore)
 LOGS = web.AppKey("logs", LogService)
 LIFECYCLE = web.AppKey("lifecycle", LifecycleService)
 METRICS = web.AppKey("metrics", Metrics)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

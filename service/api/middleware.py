@@ -13,13 +13,12 @@ import redis.exceptions
 from aiohttp import web
 
 from service.api.auth import Handler
-from service.api.context import AUTHENTICATOR, METRICS, PRINCIPAL, REQUEST_ID
+from service.api.context import ACCESS_LOG, AUTHENTICATOR, METRICS, PRINCIPAL, REQUEST_ID
 from service.api.responses import error_response
 from service.domain.clock import new_id
 from service.domain.errors import DomainError, HeaderTooLarge, RateLimited, Unauthorized, UrlTooLong
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("joblens.access")
 
 # A 1,024-character `q` of non-ASCII text is ~12 KiB once percent-encoded: URLs may have 16 KiB.
 MAX_URL_BYTES = 16 * 1024
@@ -70,19 +69,16 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         method = request.method if request.method in KNOWN_METHODS else "OTHER"
         request.app[METRICS].observe_request(route, method, status, elapsed_s)
         principal = request.get(PRINCIPAL)
-        access_log.info(
-            "request",
-            extra={
-                "fields": {
-                    "request_id": request_id,
-                    "method": request.method,
-                    "route": route,
-                    "status": status,
-                    "latency_ms": round(elapsed_s * 1000, 2),
-                    "key_id": principal.key_id if principal is not None else None,
-                    "remote": request.remote,
-                }
-            },
+        request.app[ACCESS_LOG].record(
+            {
+                "request_id": request_id,
+                "method": request.method,
+                "route": route,
+                "status": status,
+                "latency_ms": round(elapsed_s * 1000, 2),
+                "key_id": principal.key_id if principal is not None else None,
+                "remote": request.remote,
+            }
         )
 
 

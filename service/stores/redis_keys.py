@@ -15,13 +15,14 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
 from redis.asyncio import Redis
 
 from service.domain.clock import ULID_PATTERN, iso_from_ms, new_id, now_ms
+from service.domain.scopes import expand
 from service.stores.keyspace import KEY_INDEX, SPACES, SpaceKeys, text
 
 KEY_PATTERN = re.compile(rf"emit_({ULID_PATTERN.pattern})_([A-Za-z0-9_-]{{20,100}})")
@@ -34,6 +35,10 @@ class Principal:
     key_id: str
     space_id: str
     scopes: tuple[str, ...]
+    allowed: frozenset[str] = field(init=False)  # the scopes with shorthands expanded, computed once per key
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allowed", expand(self.scopes))
 
 
 @dataclass(frozen=True, slots=True)
