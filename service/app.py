@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import sys
 import time
@@ -109,6 +110,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         await connect_with_retry("redis", client.ping, settings.connect_timeout_s)
         cache = ReadCache(client, settings.read_cache_entries)
+        app[METRICS].watch_read_cache(lambda: dataclasses.asdict(cache.counts))
         app[REDIS] = client
         app[READ_CACHE] = cache
         app[AUTHENTICATOR] = Authenticator(KeyStore(client), settings.rate_limit_per_s)

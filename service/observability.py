@@ -9,10 +9,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
 import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS_LINES = (0, 1, 10, 100, 1_000, 10_000, 100_000)
@@ -52,8 +55,27 @@ class Metrics:
             child = self._request_children[labels] = self.request_seconds.labels(route, method, str(status))
         child.observe(seconds)
 
+    def watch_read_cache(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        """Expose the read cache's counters, read at scrape time (nothing is added to a request)."""
+        self.registry.register(_ReadCacheCollector(counts))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _ReadCacheCollector(Collector):
+    def __init__(self, counts: Callable[[], Mapping[str, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "joblens_read_cache_events",
+            "Read cache: hits, misses, resets (everything dropped) and invalidations (keys Redis announced changed)",
+            labels=["event"],
+        )
+        for event, count in self._counts().items():
+            family.add_metric([event], count)
+        yield family
 
 
 class UtcTimestamps:

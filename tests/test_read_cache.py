@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -241,3 +242,38 @@ async def test_a_quiet_jobs_log_window_is_kept_until_a_write_and_never_while_one
 
 async def _equals(seqs: Awaitable[list[int]], expected: list[int]) -> bool:
     return await seqs == expected
+
+
+async def test_the_cache_counters_are_on_the_metrics_page(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    cache = client.app[READ_CACHE]
+    await eventually(lambda: cache.live)
+    job = await create_job(client, tenant, admin)
+
+    async def served_from_memory() -> bool:
+        hits = cache.counts.hits
+        await read_progress(client, job["id"], admin)
+        return bool(cache.counts.hits > hits)
+
+    await eventually(served_from_memory)
+    text = await (await client.get("/metrics")).text()
+    counter = re.compile(r'joblens_read_cache_events_total\{event="(\w+)"\} (\S+)')
+    scraped = {event: float(value) for event, value in counter.findall(text)}
+    assert set(scraped) == {"hits", "misses", "resets", "invalidations"}
+    assert 1 <= scraped["hits"] <= cache.counts.hits
+    assert 1 <= scraped["misses"] <= cache.counts.misses
+
+
+async def test_with_the_cache_off_every_read_goes_to_redis(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    client = await make_client(read_cache_entries=0)
+    job = await create_job(client, tenant, admin)
+    for percent in (10, 20):
+        report = {"percent": percent, "message": "m"}
+        await body(await client.post(f"/api/v1/jobs/{job['id']}/progress", json=report, headers=admin), 200)
+        assert (await read_progress(client, job["id"], admin))["progress"] == report
+        assert (await read_progress(client, job["id"], admin))["progress"] == report
+    cache = client.app[READ_CACHE]
+    assert not cache.live and cache.counts.hits == 0 and cache.counts.misses == 4

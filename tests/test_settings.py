@@ -24,6 +24,8 @@ def test_values_are_parsed_into_their_types() -> None:
             "JOBLENS_RATE_LIMIT_PER_S": "50",
             "JOBLENS_LOG_LEASE_S": "12.5",
             "JOBLENS_BACKGROUND_TASKS": "false",
+            "JOBLENS_READ_CACHE_ENTRIES": "0",
+            "JOBLENS_ACCESS_LOG": "off",
         }
     )
     assert (settings.port, settings.elasticsearch_urls, settings.rate_limit_per_s) == (
@@ -33,6 +35,7 @@ def test_values_are_parsed_into_their_types() -> None:
     )
     assert settings.log_lease_s == 12.5
     assert settings.background_tasks is False
+    assert (settings.read_cache_entries, settings.access_log) == (0, False)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +47,11 @@ def test_values_are_parsed_into_their_types() -> None:
         ("JOBLENS_ELASTICSEARCH_URL", "es:9200", "JOBLENS_ELASTICSEARCH_URL must be comma-separated http(s)://"),
         ("JOBLENS_LOG_LEASE_S", "600", "JOBLENS_LOG_LEASE_S must be a number of seconds in (0, 60], got 600.0"),
         ("JOBLENS_BACKGROUND_TASKS", "maybe", "JOBLENS_BACKGROUND_TASKS must be true or false, got 'maybe'"),
+        (
+            "JOBLENS_READ_CACHE_ENTRIES",
+            "-1",
+            "JOBLENS_READ_CACHE_ENTRIES must be an integer >= 0 (0 turns the cache off)",
+        ),
         ("JOBLENS_INDEX_PREFIX", "Logs_", "JOBLENS_INDEX_PREFIX must be lower-case letters, digits and '-'"),
     ],
 )
