@@ -108,6 +108,14 @@ class ReadCache:
             self._store(cache_key, _Entry(value, redis_keys, time.monotonic()))
         return value
 
+    async def writing(self, redis_keys: Iterable[str], write: Awaitable[T]) -> T:
+        """Await ``write``, a change to ``redis_keys``, then drop what was built from them: the caller (and this
+        instance) reads its own write at once. Also when it fails, since the change may have been made."""
+        try:
+            return await write
+        finally:
+            self.forget(redis_keys)
+
     def forget(self, redis_keys: Iterable[str]) -> None:
         """Drop everything built from ``redis_keys`` (called for local writes and for announced changes)."""
         for key in redis_keys:

@@ -161,13 +161,11 @@ class JobStore:
         keys = SpaceKeys(space_id)
         timestamp_ms = now_ms()
         record = {"jobId": job_id, "progress": progress, "timestamp": iso_from_ms(timestamp_ms)}
-        try:
-            status = await self._set_progress(
-                keys=[keys.job(job_id), keys.progress(job_id), keys.deadlines],
-                args=[job_id, orjson.dumps(record), timestamp_ms],
-            )
-        finally:  # even on failure: the script may have run
-            self._cache.forget((keys.job(job_id), keys.progress(job_id)))
+        setting = self._set_progress(
+            keys=[keys.job(job_id), keys.progress(job_id), keys.deadlines],
+            args=[job_id, orjson.dumps(record), timestamp_ms],
+        )
+        status = await self._cache.writing((keys.job(job_id), keys.progress(job_id)), setting)
         status = text(status)
         if not status:
             raise JobNotFound()

@@ -240,14 +240,10 @@ class LifecycleStore:
     ) -> Transition:
         """Run one transition script; `JobNotFound` when the job is gone."""
         keys = SpaceKeys(space_id)
-        try:
-            reply = await self._scripts[operation](
-                keys=transition_keys(keys, job_id, name),
-                args=[job_id, space_id, *clock_args(), *operation_args],
-            )
-        finally:  # even on failure: the script may have run
-            self._cache.forget((keys.job(job_id), keys.events(job_id)))
-        return _transition(reply)
+        running = self._scripts[operation](
+            keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args(), *operation_args]
+        )
+        return _transition(await self._cache.writing((keys.job(job_id), keys.events(job_id)), running))
 
     async def run_many(self, operation: str, space_id: str, jobs: Sequence[tuple[str, str]]) -> list[Transition | None]:
         """The same transition for several (jobId, name) pairs in one round trip; None where the job is gone."""
@@ -258,10 +254,8 @@ class LifecycleStore:
                 await script(
                     keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args()], client=pipe
                 )
-            try:
-                replies = await pipe.execute()
-            finally:
-                self._cache.forget(key for job_id, _ in jobs for key in (keys.job(job_id), keys.events(job_id)))
+            changed = [key for job_id, _ in jobs for key in (keys.job(job_id), keys.events(job_id))]
+            replies = await self._cache.writing(changed, pipe.execute())
         return [None if text(r[0]) == "missing" else _transition(r) for r in replies]
 
     async def pending_candidates(self, space_id: str, names: Sequence[str], count: int) -> list[tuple[str, str]]:

@@ -180,18 +180,16 @@ class LogSeqStore:
     ) -> Reservation | bytes:
         """Reserve ``count`` seqs under a lease; returns the stored answer when the idempotency key was used."""
         keys = SpaceKeys(space_id)
-        try:
-            reply = await self._reserve(
-                keys=[
-                    keys.job(job_id),
-                    keys.log_seq(job_id),
-                    keys.log_inflight(job_id),
-                    keys.idempotency(job_id, idempotency_digest or "-"),
-                ],
-                args=[count, lease_ms, 1 if idempotency_digest else 0, body_digest],
-            )
-        finally:  # even on failure: the script may have run
-            self._cache.forget(_window_keys(keys, job_id))
+        reserving = self._reserve(
+            keys=[
+                keys.job(job_id),
+                keys.log_seq(job_id),
+                keys.log_inflight(job_id),
+                keys.idempotency(job_id, idempotency_digest or "-"),
+            ],
+            args=[count, lease_ms, 1 if idempotency_digest else 0, body_digest],
+        )
+        reply = await self._cache.writing(_window_keys(keys, job_id), reserving)
         outcome = int(reply[0])
         if outcome == 0:
             raise JobNotFound()
@@ -213,19 +211,17 @@ class LogSeqStore:
         had expired and readers abandoned it) and the watermark afterwards."""
         keys = SpaceKeys(space_id)
         kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
-        try:
-            reply = await self._finish(
-                keys=[
-                    keys.log_inflight(job_id),
-                    keys.log_done(job_id),
-                    keys.log_visible(job_id),
-                    keys.idempotency(job_id, idempotency_digest or "-"),
-                    keys.log_abandoned(job_id),
-                ],
-                args=[reservation.member, reservation.first_seq, kept, idempotency_ttl_s if idempotency_digest else 0],
-            )
-        finally:  # the writer then reads its own lines at once
-            self._cache.forget(_window_keys(keys, job_id))
+        finishing = self._finish(
+            keys=[
+                keys.log_inflight(job_id),
+                keys.log_done(job_id),
+                keys.log_visible(job_id),
+                keys.idempotency(job_id, idempotency_digest or "-"),
+                keys.log_abandoned(job_id),
+            ],
+            args=[reservation.member, reservation.first_seq, kept, idempotency_ttl_s if idempotency_digest else 0],
+        )
+        reply = await self._cache.writing(_window_keys(keys, job_id), finishing)
         return int(reply[0]) == 1, int(reply[1])
 
     async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
