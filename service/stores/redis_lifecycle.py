@@ -202,6 +202,9 @@ return reply('ok')
 """)
 
 
+MAX_KNOWN_NAMES = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     outcome: str  # 'ok', 'not-due', or 'wrong' (with the current status)
@@ -213,6 +216,7 @@ class LifecycleStore:
     def __init__(self, redis: Redis, cache: ReadCache) -> None:
         self._redis = redis
         self._cache = cache  # transitions drop the cached copies of the jobs they change
+        self._names: dict[tuple[str, str], str] = {}
         self._scripts = {
             name: redis.register_script(source)
             for name, source in {
@@ -229,11 +233,18 @@ class LifecycleStore:
         }
 
     async def job_name(self, space_id: str, job_id: str) -> str:
-        """A job's name (immutable) — it names the job's queue key; `JobNotFound` if there is no such job."""
+        """A job's name — it names the job's queue key; `JobNotFound` if there is no such job. Names never change
+        and job ids are never reused, so a name once read is kept (a worker's calls then need no extra trip)."""
+        known = self._names.get((space_id, job_id))
+        if known is not None:
+            return known
         name = await self._redis.hget(SpaceKeys(space_id).job(job_id), "name")
         if name is None:
             raise JobNotFound()
-        return text(name)
+        if len(self._names) >= MAX_KNOWN_NAMES:
+            del self._names[next(iter(self._names))]  # the oldest
+        self._names[(space_id, job_id)] = found = text(name)
+        return found
 
     async def run(
         self, operation: str, space_id: str, job_id: str, name: str, *operation_args: str | bytes
