@@ -14,6 +14,9 @@ connection is known to be alive; the rules that keep a copy from outliving its d
   a healthy network);
 - entries also expire after ``max_age_s``, a backstop rather than the mechanism.
 
+Cost: every change to a space's keys (appends, transitions, rate-limit leases included) sends each instance one
+short message, a few microseconds of work. With Redis Cluster, each primary would need its own listener.
+
 Keys owned: none (the connection only listens).
 """
 
