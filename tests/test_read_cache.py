@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
@@ -277,3 +278,27 @@ async def test_with_the_cache_off_every_read_goes_to_redis(
         assert (await read_progress(client, job["id"], admin))["progress"] == report
     cache = client.app[READ_CACHE]
     assert not cache.live and cache.counts.hits == 0 and cache.counts.misses == 4
+
+
+async def test_a_redis_that_refuses_tracking_leaves_the_cache_off_and_reads_working(
+    make_client: AppFactory,
+    tenant: Tenant,
+    admin: dict[str, str],
+    redis: Redis,
+    settings: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # an ACL user without CLIENT commands, like a managed Redis that disables them
+    user, password = f"no-client-{secrets.token_hex(4)}", secrets.token_hex(16)
+    await redis.acl_setuser(user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all", "-client"])
+    try:
+        address = settings.redis_url.split("://", 1)[1]
+        client = await make_client(redis_url=f"redis://{user}:{password}@{address}")
+        job = await create_job(client, tenant, admin)
+        await eventually(lambda: "refused client tracking" in caplog.text)  # said once; no retries
+        for _ in range(2):
+            assert (await read_progress(client, job["id"], admin))["progress"] is None
+        cache = client.app[READ_CACHE]
+        assert not cache.live and cache.counts.hits == 0
+    finally:
+        await redis.acl_deluser(user)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import ResponseError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,6 +141,9 @@ class ReadCache:
         while not stopping.is_set():
             try:
                 await self._listen_once(stopping)
+            except ResponseError as exc:  # tracking refused (ACLs, a managed Redis): asking again will not help
+                log.error("redis refused client tracking (%s); the local read cache stays off", exc)
+                return
             except Exception as exc:
                 log.warning("redis invalidation listener lost: %s; local read cache off until it is back", exc)
             finally:
