@@ -55,7 +55,12 @@ def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[observe_middleware, error_middleware, auth_middleware],
         client_max_size=settings.max_body_bytes,
-        handler_args={"max_line_size": PARSER_MAX_LINE_BYTES, "max_field_size": PARSER_MAX_FIELD_BYTES},
+        handler_args={
+            "max_line_size": PARSER_MAX_LINE_BYTES,
+            "max_field_size": PARSER_MAX_FIELD_BYTES,
+            # A connection without a complete request (idle, half-open, or trickling its headers) is closed then.
+            "keepalive_timeout": settings.idle_timeout_s,
+        },
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

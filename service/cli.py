@@ -19,7 +19,6 @@ from service.settings import Settings, SettingsError
 from service.stores.redis_keys import KeyStore
 
 SHUTDOWN_TIMEOUT_S = 30.0
-KEEPALIVE_TIMEOUT_S = 30.0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -87,7 +86,6 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-        keepalive_timeout=KEEPALIVE_TIMEOUT_S,
         print=None,
     )
     return 0

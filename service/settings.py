@@ -35,6 +35,7 @@ class Settings:
     rate_limit_per_s: int = 1000
     max_body_bytes: int = 5 * 1024 * 1024
     body_timeout_s: float = 30.0
+    idle_timeout_s: float = 30.0
     max_log_lines: int = 1000
     log_lease_s: float = 30.0
     idempotency_ttl_s: int = 24 * 3600
@@ -143,6 +144,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "rate_limit_per_s": _INT,
     "max_body_bytes": _INT,
     "body_timeout_s": _FLOAT,
+    "idle_timeout_s": _FLOAT,
     "max_log_lines": _INT,
     "log_lease_s": _FLOAT,
     "idempotency_ttl_s": _INT,

@@ -53,6 +53,21 @@ async def test_a_client_that_stops_sending_its_body_times_out(
     assert 0.4 <= time.monotonic() - started < 5
 
 
+async def test_idle_and_half_open_connections_are_closed(make_client: AppFactory) -> None:
+    client = await make_client(idle_timeout_s=0.5)
+    assert client.port is not None
+    silent = await asyncio.open_connection("127.0.0.1", client.port)
+    trickling = await asyncio.open_connection("127.0.0.1", client.port)
+    trickling[1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers that never end
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        for reader, _ in (silent, trickling):
+            assert await reader.read() == b""  # closed by the server, without an answer
+    assert 0.4 <= time.monotonic() - started < 5
+    for _, writer in (silent, trickling):
+        writer.close()
+
+
 async def test_overlong_headers_and_urls_are_refused_in_json(
     client: TestClient[Any, Any], admin: dict[str, str]
 ) -> None:
