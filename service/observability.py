@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
@@ -16,6 +15,8 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
+
+from service.domain.clock import iso_from_ms, now_ms
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS_LINES = (0, 1, 10, 100, 1_000, 10_000, 100_000)
@@ -78,32 +79,12 @@ class _ReadCacheCollector(Collector):
         yield family
 
 
-class UtcTimestamps:
-    """ISO-8601 UTC with milliseconds; the date and time part is formatted once per second (it costs more than
-    the rest of a log line)."""
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._second_text = ""
-
-    def at(self, epoch_s: float) -> str:
-        second = int(epoch_s)
-        if second != self._second:
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self._second = second
-        return f"{self._second_text}.{int((epoch_s - second) * 1000):03d}Z"
-
-
 class JsonFormatter(logging.Formatter):
     """One JSON object per line; fields passed as ``extra={"fields": {...}}`` are merged in."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._timestamps = UtcTimestamps()
-
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": self._timestamps.at(record.created),
+            "ts": iso_from_ms(int(record.created * 1000)),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -131,12 +112,11 @@ class AccessLog:
         self._lines: list[bytes] = []
         self._buffered_bytes = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._timestamps = UtcTimestamps()
 
     def record(self, fields: dict[str, Any]) -> None:
         if self.stream is None:
             return
-        head = {"ts": self._timestamps.at(time.time()), "level": "info", "logger": "joblens.access"}
+        head = {"ts": iso_from_ms(now_ms()), "level": "info", "logger": "joblens.access"}
         line = orjson.dumps({**head, "message": "request", **fields})
         self._lines.append(line)
         self._buffered_bytes += len(line) + 1
