@@ -42,7 +42,8 @@ async def test_a_key_reads_emit_space_secret(tenant: Tenant) -> None:
 async def test_only_the_hash_of_a_key_is_stored(redis: Redis, tenant: Tenant) -> None:
     headers = await tenant.key("jobs:read", "jobs:create")
     api_key = headers["x-api-key"]
-    secret = api_key.rsplit("_", 1)[1]
+    secret = api_key.removeprefix(f"emit_{tenant.space_id}_")  # the secret itself may contain '_'
+    assert len(secret) >= 20
     stored = b""
     names = [name async for name in redis.scan_iter(match=f"jl:{{{tenant.space_id}}}:*", count=1000)]
     names += [b"jl:spaces", b"jl:keyindex"]
