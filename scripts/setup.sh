@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
 # Installs/checks the system tools the local stack needs: redis-server (Debian package),
-# Maven (to fetch Elasticsearch once) and a Java 21+ JDK (to run it). Idempotent and quiet
+# Maven (to fetch Elasticsearch once), a Java 21+ JDK (to run it), and what `make venv` needs
+# for `python3 -m venv` (Debian ships ensurepip apart, in python3-venv). Idempotent and quiet
 # when everything is present. Installs with apt-get only when running as root.
 set -euo pipefail
+
+# `python3 -m venv` bootstraps pip with ensurepip; without it (Debian without python3-venv) it fails.
+venv_works() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mvn >/dev/null || missing+=(maven)
+if ! command -v python3 >/dev/null; then
+    missing+=(python3 python3-venv)
+elif ! venv_works; then
+    missing+=(python3-venv)
+fi
 
 if ((${#missing[@]})); then
     if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null; then
@@ -17,6 +26,12 @@ if ((${#missing[@]})); then
         echo "setup: missing ${missing[*]}; install with: sudo apt-get install -y ${missing[*]}" >&2
         exit 1
     fi
+fi
+
+# python3-venv serves the distribution's python3: another python3 first on PATH (pyenv, /usr/local) may still lack it.
+if ! venv_works; then
+    echo "setup: $(command -v python3) cannot create a venv (no ensurepip); install its venv support" >&2
+    exit 1
 fi
 
 java_major() { # $1 = JDK home; prints its major version or 0

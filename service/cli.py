@@ -8,9 +8,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.app import create_app, new_event_loop, redis_client
 from service.domain.scopes import parse_scopes
@@ -19,6 +23,8 @@ from service.settings import Settings, SettingsError
 from service.stores.redis_keys import KeyStore
 
 SHUTDOWN_TIMEOUT_S = 30.0
+# Nothing (or not Redis) answers at the URL, or it refuses our credentials: one line for a person, not a traceback.
+REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, InvalidResponse)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,16 +102,32 @@ AdminCommand = Callable[[KeyStore, argparse.Namespace], Awaitable[int]]
 
 def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        settings = Settings.from_env()
+
         async def with_store() -> int:
-            client = redis_client(Settings.from_env())
+            client = redis_client(settings)
             try:
                 return await command(KeyStore(client), args)
             finally:
                 await client.aclose()
 
-        return asyncio.run(with_store())
+        try:
+            return asyncio.run(with_store())
+        except REDIS_UNREACHABLE as exc:
+            print(f"joblens: {unreachable_message(settings.redis_url, exc)}", file=sys.stderr)
+            return 1
 
     return run
+
+
+def unreachable_message(redis_url: str, exc: Exception) -> str:
+    """``cannot reach Redis at <url> (<reason>)``, without the URL's credentials (user info, query)."""
+    parts = urlsplit(redis_url)
+    shown = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}{parts.path}"
+    reason = str(exc).strip().rstrip(".") or type(exc).__name__
+    if parts.password:
+        reason = reason.replace(parts.password, "***")
+    return f"cannot reach Redis at {shown} ({reason})"
 
 
 async def _create_space(store: KeyStore, args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TextIO
 
@@ -79,21 +80,30 @@ class _ReadCacheCollector(Collector):
         yield family
 
 
+# An API key anywhere in a message: aiohttp's parser, refusing a malformed request, quotes the bytes it read.
+API_KEY_IN_TEXT = re.compile(r"emit_[A-Za-z0-9_-]+")
+
+
+def redact(text: str) -> str:
+    return API_KEY_IN_TEXT.sub("emit_[redacted]", text)
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line; fields passed as ``extra={"fields": {...}}`` are merged in."""
+    """One JSON object per line; fields passed as ``extra={"fields": {...}}`` are merged in. Whatever looks
+    like an API key is masked, whoever logged it."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
             "ts": iso_from_ms(int(record.created * 1000)),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": redact(record.getMessage()),
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = redact(self.formatException(record.exc_info))
         return orjson.dumps(entry, default=str).decode()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,18 @@ T = TypeVar("T")
 
 # In a source checkout (and an editable install) the templates sit beside the package.
 DEFAULT_INDEX_TEMPLATES_DIR = str(Path(__file__).resolve().parents[1] / "index_templates")
+
+# Timeouts, intervals and backoffs: positive (0 means "at once", "never" or a busy loop, depending on the
+# library that gets it) and finite. A day is far above any useful value and far below those that overflow
+# where they are turned into milliseconds.
+MAX_DURATION_S = 86_400
+_DURATION_ALLOWED = f"a number of seconds in (0, {MAX_DURATION_S}]"
+# Redis refuses SET … EX 0 (or a negative TTL); a year is far below its own ceiling.
+MAX_IDEMPOTENCY_TTL_S = 365 * 24 * 3600
+# Elasticsearch index names are lower-case, at most 255 bytes, and may not start with '-', '_' or '+' (nor hold
+# spaces or \/*?"<>|,#:). The prefix is also the template name, and "-YYYY.MM" (8 characters) is appended.
+MAX_INDEX_PREFIX_CHARS = 255 - len("-YYYY.MM")
+INDEX_PREFIX_PATTERN = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_INDEX_PREFIX_CHARS - 1}}}")
 
 
 class SettingsError(ValueError):
@@ -63,20 +76,45 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        durations_s = (
+            "connect_timeout_s",
+            "es_request_timeout_s",
+            "body_timeout_s",
+            "idle_timeout_s",
+            "timeout_loop_interval_s",
+            "callback_timeout_s",
+            "callback_backoff_s",
+        )
+        # Comparisons are False for NaN, so a range check also refuses "nan" (and "inf" lies above every bound).
         checks: list[tuple[bool, str, str]] = [
             (1 <= self.port <= 65535, "port", "an integer between 1 and 65535"),
             (self.rate_limit_per_s >= 1, "rate_limit_per_s", "an integer >= 1"),
             (self.max_log_lines >= 1, "max_log_lines", "an integer >= 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes", "an integer >= 1024"),
-            (0 < self.log_lease_s <= 60, "log_lease_s", "a number of seconds in (0, 60]"),
+            # Leases are kept in whole milliseconds (Redis PX): below 1 ms they would be 0, which Redis refuses.
+            (0.001 <= self.log_lease_s <= 60, "log_lease_s", "a number of seconds in [0.001, 60]"),
+            (
+                # An append waits for a refresh and must finish well inside its lease (0.6 of it), so a slower
+                # refresh fails every append. ES takes the interval in whole milliseconds; 0 would turn it off.
+                0.001 <= self.index_refresh_interval_s <= self.log_lease_s / 2,
+                "index_refresh_interval_s",
+                "a number of seconds from 0.001 to half of JOBLENS_LOG_LEASE_S",
+            ),
+            *((0 < getattr(self, name) <= MAX_DURATION_S, name, _DURATION_ALLOWED) for name in durations_s),
+            (
+                1 <= self.idempotency_ttl_s <= MAX_IDEMPOTENCY_TTL_S,
+                "idempotency_ttl_s",
+                f"an integer number of seconds between 1 and {MAX_IDEMPOTENCY_TTL_S} (a year)",
+            ),
             (self.index_shards >= 1, "index_shards", "an integer >= 1"),
             (self.index_replicas >= 0, "index_replicas", "an integer >= 0"),
             (self.callback_max_attempts >= 1, "callback_max_attempts", "an integer >= 1"),
             (self.read_cache_entries >= 0, "read_cache_entries", "an integer >= 0 (0 turns the cache off)"),
             (
-                self.index_prefix.islower() and self.index_prefix.replace("-", "").isalnum(),
+                INDEX_PREFIX_PATTERN.fullmatch(self.index_prefix) is not None,
                 "index_prefix",
-                "lower-case letters, digits and '-'",
+                f"lower-case letters, digits and '-', not starting with '-', at most {MAX_INDEX_PREFIX_CHARS}"
+                " characters (log indices are named <prefix>-YYYY.MM)",
             ),
         ]
         for ok, name, allowed in checks:

@@ -7,6 +7,7 @@ stack is brought up here. If none of that works the tests fail — they never sk
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -175,3 +176,16 @@ async def create_job(client: TestClient[Any, Any], tenant: Tenant, headers: dict
     job = {"name": "test-job", **fields}
     response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=job, headers=headers)
     return await body(response, 201)
+
+
+async def raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
+    """Send bytes no HTTP client library would send; the answer's status and body (HTTP/1.1, Connection: close)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), payload

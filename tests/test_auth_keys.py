@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from service.services.auth import LEASE_TTL_S
 from service.stores.keyspace import text
-from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.conftest import AppFactory, Tenant, body, create_job, raw_exchange
 
 MISSING = {"error": "Missing API key: send x-api-key or Authorization: Bearer"}
 INVALID = {"error": "Invalid or revoked API key"}
@@ -171,3 +171,11 @@ async def test_a_burst_beyond_the_rate_limit_is_429_with_retry_after(make_client
     while (await client.get(path, headers=bursting)).status == 429:
         assert time.monotonic() < deadline, "the rate-limited key never recovered"
         await asyncio.sleep(0.05)
+
+
+async def test_a_key_of_bytes_that_are_not_text_is_401(client: TestClient[Any, Any]) -> None:
+    assert client.port is not None
+    for header in (b"x-api-key: emit_\xff\xfe", b"Authorization: Bearer \xff\xfe\x80"):
+        request = b"GET /api/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"
+        status, payload = await raw_exchange(client.port, request + header + b"\r\n\r\n")
+        assert (status, orjson.loads(payload)) == (401, INVALID)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,3 +143,26 @@ async def test_admin_mistakes_exit_non_zero_with_nothing_on_stdout(settings: Set
         "joblens: no key '01ARZ3NDEKTSV4RRFFQ69G5FAV'",
     ]
     assert await KeyStore(redis).list_keys(space) == []
+
+
+def _unused_port() -> int:
+    """A loopback port nothing listens on (bound, then released without listening)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_unreachable_redis_is_one_line_without_the_password() -> None:
+    port = _unused_port()
+    unreachable = Settings(redis_url=f"redis://admin:hunter2-secret@127.0.0.1:{port}/0?password=hunter3-secret")
+    runs = await asyncio.gather(
+        joblens(unreachable, "spaces", "list"),
+        joblens(unreachable, "spaces", "create", "videos"),
+        joblens(unreachable, "keys", "list", "--space", "01ARZ3NDEKTSV4RRFFQ69G5FAV"),
+    )
+    line: object = IsStr(regex=rf"joblens: cannot reach Redis at redis://127\.0\.0\.1:{port}/0 \(.*\b{port}\b.*\)\n")
+    assert [(run.code, run.stdout, run.stderr) for run in runs] == [(1, "", line)] * 3
+    assert [("Traceback" in run.stderr, "secret" in run.stderr, "admin" in run.stderr) for run in runs] == [
+        (False, False, False)
+    ] * 3

@@ -1,10 +1,14 @@
-"""Our ULID encoder (pure functions: no services needed), checked against the spec and python-ulid."""
+"""Our ULID encoder and wire times (pure functions: no services needed), checked against the spec, python-ulid
+and the standard library."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import pytest
 from ulid import ULID
 
-from service.domain.clock import is_ulid, new_id, now_ms, ulid_of
+from service.domain.clock import MAX_MS, MIN_MS, is_ulid, iso_from_ms, ms_from_iso, new_id, now_ms, ulid_of
 
 
 def test_ulid_of_matches_the_spec_example() -> None:
@@ -32,3 +36,38 @@ def test_ids_sort_by_time() -> None:
 def test_ids_of_one_process_sort_in_the_order_they_were_made() -> None:
     ids = [new_id() for _ in range(5_000)]  # many share a millisecond
     assert ids == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    ("text", "epoch_ms"),
+    [
+        # float timestamp() * 1000 truncated these to one millisecond less
+        ("2038-06-15T12:34:56.002Z", 2_160_218_096_002),
+        ("2038-06-15T14:34:56.002+02:00", 2_160_218_096_002),
+        ("9999-12-31T23:59:59.999Z", MAX_MS),
+        ("0001-01-01T00:00:00.000Z", MIN_MS),
+        ("1970-01-01T00:00:00.000Z", 0),
+        ("1969-12-31T23:59:59.999Z", -1),
+        # digits below a millisecond are dropped, before 1970 as after
+        ("2000-01-01T00:00:00.0019Z", 946_684_800_001),
+        ("1969-12-31T23:59:59.9995Z", -1),
+    ],
+)
+def test_ms_from_iso_is_exact(text: str, epoch_ms: int) -> None:
+    assert ms_from_iso(text) == epoch_ms
+
+
+def test_wire_times_round_trip_in_every_millisecond_position() -> None:
+    # Every millisecond of a second in several years up to 9999 (float seconds lose precision most in far years),
+    # and a coarse sweep over the whole range 0001-9999; the texts come from the standard library.
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    seconds = [
+        (datetime(year, month, 15, 12, 34, 56, tzinfo=UTC) - epoch) // timedelta(seconds=1)
+        for year in (1, 1600, 1969, 1970, 2025, 2038, 2106, 3000, 5000, 9999)
+        for month in (1, 6, 12)
+    ]
+    sweep = [second * 1000 + millis for second in seconds for millis in range(1000)]
+    sweep += [*range(MIN_MS, MAX_MS, 9_876_543_211), MAX_MS]
+    texts = {ms: (epoch + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z" for ms in sweep}
+    assert [text for ms, text in texts.items() if ms_from_iso(text) != ms] == []
+    assert [text for text in texts.values() if iso_from_ms(ms_from_iso(text)) != text] == []

@@ -66,6 +66,9 @@ async def test_list_accepts_every_status_and_clamps_a_large_limit(
         "limit=100000",
         "offset=0",
         "offset=999999999999999999",
+        "offset=99999999999999999999999999",
+        "limit=1000000000000000000",
+        "limit=99999999999999999999999999999",
     ]
     answers = {query: await answer(await client.get(f"{path}?{query}", headers=admin)) for query in queries}
     assert answers == dict.fromkeys(queries, (200, []))
@@ -74,7 +77,10 @@ async def test_list_accepts_every_status_and_clamps_a_large_limit(
 NAME_ERROR = "name is required: a string of 1 to 200 characters"
 MAX_RETRIES_ERROR = "maxRetries must be an integer between 0 and 25"
 TIMEOUT_ERROR = "timeoutSeconds must be an integer between 1 and 86400"
-CALLBACK_URL_ERROR = "callbackUrl must be an http(s) URL of at most 2048 characters"
+CALLBACK_URL_ERROR = (
+    "callbackUrl must be an absolute http(s) URL of at most 2048 characters with a valid host name or IP address"
+)
+DEEP = 300  # levels of nesting: more than orjson writes back
 SCHEDULED_FOR_FORMAT_ERROR = (
     "scheduledFor must be an ISO-8601 time with a zone in years 0001-9999, e.g. 2030-01-01T00:00:00.000Z"
 )
@@ -113,9 +119,32 @@ CREATE_BODIES: dict[str, tuple[Any, str | IsStr]] = {
     "callbackUrl scheme only": ({"name": "a", "callbackUrl": "https://"}, CALLBACK_URL_ERROR),
     "callbackUrl a number": ({"name": "a", "callbackUrl": 5}, CALLBACK_URL_ERROR),
     "callbackUrl too long": ({"name": "a", "callbackUrl": "https://e.com/" + "a" * 2048}, CALLBACK_URL_ERROR),
+    "callbackUrl host label of 300 characters": (
+        {"name": "a", "callbackUrl": "http://" + "a" * 300 + ".com/"},
+        CALLBACK_URL_ERROR,
+    ),
+    "callbackUrl host with a space": ({"name": "a", "callbackUrl": "http://exa mple.com/"}, CALLBACK_URL_ERROR),
+    "callbackUrl port out of range": ({"name": "a", "callbackUrl": "http://e.com:99999/"}, CALLBACK_URL_ERROR),
+    "callbackUrl without host": ({"name": "a", "callbackUrl": "http:///hook"}, CALLBACK_URL_ERROR),
+    "payload nested too deeply": (
+        b'{"name": "a", "payload": {"a": ' + b"[" * DEEP + b"]" * DEEP + b"}}",
+        "payload is nested too deeply: at most 251 levels",
+    ),
     "callbackHeaders a list": (
         {"name": "a", "callbackHeaders": ["x"]},
-        "callbackHeaders must be an object of string values",
+        "callbackHeaders must be an object of at most 50 string values",
+    ),
+    "callbackHeaders name not a token": (
+        {"name": "a", "callbackHeaders": {"X(": "v"}},
+        "callbackHeaders.X( is not a valid HTTP header",
+    ),
+    "callbackHeaders Content-Length": (
+        {"name": "a", "callbackHeaders": {"Content-Length": "5"}},
+        "callbackHeaders.Content-Length is set by joblens itself; leave it out",
+    ),
+    "callbackHeaders transfer-encoding": (
+        {"name": "a", "callbackHeaders": {"transfer-encoding": "chunked"}},
+        "callbackHeaders.transfer-encoding is set by joblens itself; leave it out",
     ),
     "callbackHeaders number value": (
         {"name": "a", "callbackHeaders": {"X-Token": 5}},

@@ -7,36 +7,32 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Tenant, body, create_job
+from tests.conftest import Tenant, body
+from tests.lifecycle_helpers import BODIES, STEPS_TO, call, events_of, status_of, to_status
 from tests.matchers import ANY_ISO_TIME
 
-
-async def call(client: TestClient[Any, Any], headers: dict[str, str], job_id: str, action: str, **payload: Any) -> Any:
-    response = await client.post(f"/api/v1/jobs/{job_id}/{action}", json=payload or None, headers=headers)
-    return response.status, await response.json()
-
-
-async def events_of(client: TestClient[Any, Any], headers: dict[str, str], job_id: str) -> list[tuple[str, Any]]:
-    job = await body(await client.get(f"/api/v1/jobs/{job_id}", headers=headers), 200)
-    return [(event["type"], event["data"]) for event in job["events"]]
-
-
-async def to_status(
-    client: TestClient[Any, Any], tenant: Tenant, headers: dict[str, str], status: str, **fields: Any
-) -> str:
-    """A new job brought to ``status`` through the API."""
-    job_id: str = (await create_job(client, tenant, headers, **fields))["id"]
-    steps = {
-        "pending": [],
-        "delivered": ["claim"],
-        "running": ["claim", "ack"],
-        "completed": ["claim", "ack", "complete"],
-        "killed": ["kill"],
-    }[status]
-    for step in steps:
-        code, answer = await call(client, headers, job_id, step)
-        assert code == 200, answer
-    return job_id
+NON_TERMINAL = ("scheduled", "pending", "delivered", "running")
+# action → (the statuses it is allowed in, how the 409 message names them)
+ALLOWED_IN = {
+    "claim": (("pending",), "pending"),
+    "ack": (("delivered",), "delivered"),
+    "keepalive": (("running",), "running"),
+    "complete": (("running",), "running"),
+    "fail": (("delivered", "running"), "delivered or running"),
+    "kill": (NON_TERMINAL, "non-terminal"),
+    "checkpoint": (NON_TERMINAL, "non-terminal"),
+    "event": (NON_TERMINAL, "non-terminal"),
+}
+WRONG_STATES = [
+    (action, status, f"Job is {status}; {action} requires a {label} job")
+    for action, (allowed, label) in ALLOWED_IN.items()
+    for status in STEPS_TO
+    if status not in allowed
+]
+DEEP_LIST: Any = []
+for _ in range(300):  # deeper than orjson writes back
+    DEEP_LIST = [DEEP_LIST]
+RIGHT_STATES = [(action, status) for action, (allowed, _) in ALLOWED_IN.items() for status in allowed]
 
 
 async def test_happy_path_moves_through_every_state_with_events(
@@ -107,7 +103,7 @@ async def test_fail_retries_until_max_retries_then_dead(
     ]
 
 
-@pytest.mark.parametrize("status", ["pending", "delivered", "running"])
+@pytest.mark.parametrize("status", NON_TERMINAL)
 async def test_kill_from_each_non_terminal_state(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str], status: str
 ) -> None:
@@ -119,45 +115,46 @@ async def test_kill_from_each_non_terminal_state(
     assert (await body(poll, 200))["jobs"] == []
 
 
-async def test_kill_a_scheduled_job(client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]) -> None:
-    job = await create_job(client, tenant, admin, scheduledFor="2999-01-01T00:00:00.000Z")
-    code, killed = await call(client, admin, job["id"], "kill")
-    assert (code, killed["status"]) == (200, "killed")
-    assert (await events_of(client, admin, job["id"]))[-1] == ("killed", {"reason": None})
-
-
-WRONG_STATES = [
-    ("claim", "delivered", "Job is delivered; claim requires a pending job"),
-    ("claim", "running", "Job is running; claim requires a pending job"),
-    ("ack", "pending", "Job is pending; ack requires a delivered job"),
-    ("ack", "running", "Job is running; ack requires a delivered job"),
-    ("keepalive", "delivered", "Job is delivered; keepalive requires a running job"),
-    ("complete", "delivered", "Job is delivered; complete requires a running job"),
-    ("complete", "pending", "Job is pending; complete requires a running job"),
-    ("fail", "pending", "Job is pending; fail requires a delivered or running job"),
-    ("fail", "completed", "Job is completed; fail requires a delivered or running job"),
-    ("kill", "completed", "Job is completed; kill requires a non-terminal job"),
-    ("kill", "killed", "Job is killed; kill requires a non-terminal job"),
-    ("checkpoint", "completed", "Job is completed; checkpoint requires a non-terminal job"),
-    ("ack", "killed", "Job is killed; ack requires a delivered job"),
-]
-
-
 @pytest.mark.parametrize(("action", "status", "error"), WRONG_STATES)
 async def test_wrong_state_is_409_naming_the_current_status(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str], action: str, status: str, error: str
 ) -> None:
     job_id = await to_status(client, tenant, admin, status)
-    payload = {"error": "x"} if action == "fail" else {"a": 1} if action == "checkpoint" else {}
-    assert await call(client, admin, job_id, action, **payload) == (409, {"error": error})
+    assert await call(client, admin, job_id, action, **BODIES.get(action, {})) == (409, {"error": error})
+    # a refused call changes nothing: same status, no event (one per step, after created and maybe scheduled)
+    assert await status_of(client, admin, job_id) == status
+    assert len(await events_of(client, admin, job_id)) == len(STEPS_TO[status]) + 1 + (status == "scheduled")
+
+
+@pytest.mark.parametrize(("action", "status"), RIGHT_STATES)
+async def test_each_call_is_accepted_in_each_state_it_allows(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str], action: str, status: str
+) -> None:
+    job_id = await to_status(client, tenant, admin, status)
+    code, job = await call(client, admin, job_id, action, **BODIES.get(action, {}))
+    assert code == 200, job
+    assert job["id"] == job_id
+    if action in ("checkpoint", "event"):
+        assert (job["status"], (await events_of(client, admin, job_id))[-1]) == (
+            status,
+            ("checkpoint", {"at": 1}) if action == "checkpoint" else ("note", None),
+        )
 
 
 @pytest.mark.parametrize(
     ("action", "payload", "error"),
     [
-        ("fail", {"error": None}, "error is required: a non-empty string or an object"),
-        ("fail", {"error": ""}, "error is required: a non-empty string or an object"),
+        ("fail", {"error": None}, "error is required: a non-empty string or a non-empty object"),
+        ("fail", {"error": ""}, "error is required: a non-empty string or a non-empty object"),
+        ("fail", {"error": {}}, "error is required: a non-empty string or a non-empty object"),
+        ("fail", {"error": [[[[]]]]}, "error is required: a non-empty string or a non-empty object"),
+        ("fail", {"error": {"e": DEEP_LIST}}, "error is nested too deeply: at most 250 levels"),
+        ("complete", {"result": DEEP_LIST}, "result is nested too deeply: at most 251 levels"),
+        ("event", {"type": "x", "data": DEEP_LIST}, "data is nested too deeply: at most 251 levels"),
+        ("checkpoint", {"deep": DEEP_LIST}, "checkpoint is nested too deeply: at most 251 levels"),
         ("event", {"type": "completed"}, "type 'completed' is reserved for lifecycle events; choose another type"),
+        ("event", {"type": "Killed"}, "type 'Killed' is reserved for lifecycle events; choose another type"),
+        ("event", {"type": " timeout "}, "type ' timeout ' is reserved for lifecycle events; choose another type"),
         ("event", {"data": 1}, "type is required: a string of 1 to 100 characters"),
         ("kill", {"reason": 5}, "reason must be a string of at most 10000 characters"),
         ("complete", {"result": 1, "extra": 2}, "extra is not accepted here; allowed: result"),
@@ -170,6 +167,18 @@ async def test_bad_bodies_are_400(
     assert await call(client, admin, job_id, action, **payload) == (400, {"error": error})
 
 
+async def test_results_as_deep_as_an_answer_can_show_are_kept_and_shown(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    deep: Any = []
+    for _ in range(250):  # 251 levels: the most a result may have
+        deep = [deep]
+    job_id = await to_status(client, tenant, admin, "running", payload={"p": deep[0]})
+    assert (await call(client, admin, job_id, "complete", result=deep))[0] == 200
+    job = await body(await client.get(f"/api/v1/jobs/{job_id}", headers=admin), 200)
+    assert (job["result"], job["payload"], job["events"][-1]["data"]) == (deep, {"p": deep[0]}, deep)
+
+
 async def test_checkpoint_must_be_an_object(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
@@ -178,10 +187,9 @@ async def test_checkpoint_must_be_an_object(
     assert await body(response, 400) == {"error": "body must be a JSON object (the checkpoint data)"}
 
 
-@pytest.mark.parametrize("action", ["claim", "ack", "keepalive", "complete", "kill", "checkpoint"])
+@pytest.mark.parametrize("action", ALLOWED_IN)
 async def test_unknown_job_is_404(client: TestClient[Any, Any], admin: dict[str, str], action: str) -> None:
-    payload = {"a": 1} if action == "checkpoint" else {}
-    assert await call(client, admin, "01ARZ3NDEKTSV4RRFFQ69G5FAV", action, **payload) == (
+    assert await call(client, admin, "01ARZ3NDEKTSV4RRFFQ69G5FAV", action, **BODIES.get(action, {})) == (
         404,
         {"error": "Job not found"},
     )

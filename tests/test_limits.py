@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import logging
 import statistics
@@ -13,7 +14,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.api.context import ACCESS_LOG
-from tests.conftest import AppFactory, Tenant, body, create_job
+from service.observability import JsonFormatter
+from tests.conftest import AppFactory, Tenant, body, create_job, raw_exchange
 
 
 @pytest.mark.parametrize(
@@ -148,6 +150,82 @@ async def test_keys_and_callback_secrets_never_reach_the_logs(
     assert secret not in logged  # …but never the headers, nor the key
     assert admin["x-api-key"] not in logged
     assert admin["x-api-key"][-20:] not in logged
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"x-api-key: KEY\x00\x01", b"x-api-key: KEY" + b"k" * 17_000, b"X-Junk: a\r\nx-api-key KEY"],
+    ids=["control character", "over 16 KiB", "malformed line"],
+)
+async def test_keys_in_requests_the_parser_refuses_never_reach_the_logs(
+    client: TestClient[Any, Any], admin: dict[str, str], header: bytes
+) -> None:
+    """aiohttp's parser logs what it could not parse, quoting the bytes: the JSON log masks any key in it."""
+    key = admin["x-api-key"]
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    try:
+        assert client.port is not None
+        reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+        writer.write(b"GET /api/v1/jobs/x HTTP/1.1\r\nHost: h\r\n" + header.replace(b"KEY", key.encode()) + b"\r\n\r\n")
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await asyncio.sleep(0.05)  # the parser logs after answering
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert status_line.split(b" ")[1] == b"400"
+    logged = captured.getvalue()
+    assert "emit_[redacted]" in logged  # the parser did log the request…
+    assert key not in logged  # …but not the key, nor any part of its secret
+    assert key.rsplit("_", 1)[1][:20] not in logged
+
+
+async def test_a_body_that_does_not_decode_as_its_content_encoding_says_is_400(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
+) -> None:
+    job = await create_job(client, tenant, admin)
+    assert client.port is not None
+    for path in (f"/api/v1/jobs/{job['id']}/logs", f"/api/v1/spaces/{tenant.space_id}/jobs"):
+        request = (
+            f"POST {path} HTTP/1.1\r\nHost: h\r\nx-api-key: {admin['x-api-key']}\r\nConnection: close\r\n"
+            "Content-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: 15\r\n\r\nnot gzip at all"
+        )
+        status, payload = await raw_exchange(client.port, request.encode())
+        assert (status, payload) == (400, b'{"error":"body could not be read as sent (Content-Encoding \'gzip\')"}')
+    headers = {**admin, "Content-Encoding": "gzip", "Content-Type": "application/json"}
+    gzipped = await client.post(
+        f"/api/v1/jobs/{job['id']}/logs", data=gzip.compress(b'[{"message": "zipped"}]'), headers=headers
+    )
+    assert (await body(gzipped, 200))["accepted"] == 1
+
+
+async def test_a_client_gone_mid_body_is_499_in_the_access_log_not_an_error(
+    client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    job = await create_job(client, tenant, admin)
+    access_log = client.app[ACCESS_LOG]
+    access_log.stream = io.StringIO()
+    assert client.port is not None
+    _reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    writer.write(
+        f"POST /api/v1/jobs/{job['id']}/logs HTTP/1.1\r\nHost: h\r\nx-api-key: {admin['x-api-key']}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{".encode()
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    deadline = time.monotonic() + 5
+    while '"status":499' not in access_log.stream.getvalue():
+        assert time.monotonic() < deadline, access_log.stream.getvalue()
+        await asyncio.sleep(0.05)
+        access_log.flush()
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    metrics = await (await client.get("/metrics")).text()
+    assert 'route="/api/v1/jobs/{jobId}/logs",status="499"' in metrics
+    assert 'route="/api/v1/jobs/{jobId}/logs",status="500"' not in metrics
 
 
 async def test_the_rate_limit_holds_across_instances(make_client: AppFactory, tenant: Tenant) -> None:

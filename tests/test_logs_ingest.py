@@ -90,6 +90,24 @@ async def test_bare_array_and_ndjson_bodies_continue_the_sequence(
     ]
 
 
+def nested(levels: int) -> Any:
+    """An object ``levels`` deep: {"a": [[…[]…]]}."""
+    value: Any = []
+    for _ in range(levels - 2):
+        value = [value]
+    return {"a": value}
+
+
+TOO_DEEP = "logs[1].metadata is nested too deeply: at most 251 levels"
+
+
+async def test_metadata_as_deep_as_a_read_can_show_is_stored_and_read_back(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str
+) -> None:
+    await append(client, job_id, admin, [{"message": "deep", "metadata": nested(251)}])
+    assert [line["metadata"] for line in (await page(client, job_id, admin))["logs"]] == [nested(251)]
+
+
 @pytest.mark.parametrize(
     ("lines", "error"),
     [
@@ -112,6 +130,7 @@ async def test_bare_array_and_ndjson_bodies_continue_the_sequence(
             "logs[0].seq is not a log line field; allowed: level, loggedAt, message, metadata, source",
         ),
         (["just text"], "logs[0] must be an object with a message"),
+        ([{"message": "ok"}, {"message": "deep", "metadata": nested(252)}], TOO_DEEP),
         ([], "logs must hold at least one line"),
     ],
 )

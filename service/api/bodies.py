@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from service.api.context import SETTINGS
-from service.domain.errors import RequestTimeout, TooLarge
+from service.domain.errors import ClientClosed, InvalidParam, RequestTimeout, TooLarge
 
 SMALL_BODY_BYTES = 64 * 1024  # poll, kill: a few fields
 MEDIUM_BODY_BYTES = 2 * 1024 * 1024  # results, errors, events, checkpoints, progress: up to 1 MiB of JSON
@@ -32,4 +32,9 @@ async def read_body(request: web.Request, limit_bytes: int | None = None) -> byt
                 chunks.append(chunk)
     except TimeoutError:
         raise RequestTimeout(f"The request body was not received within {settings.body_timeout_s:g}s") from None
+    except ConnectionResetError:
+        raise ClientClosed("The client closed the connection before sending the whole body") from None
+    except web.RequestPayloadError:  # e.g. Content-Encoding: gzip on bytes that are not gzip
+        encoding = request.headers.get("Content-Encoding", "")[:50]
+        raise InvalidParam(f"body could not be read as sent (Content-Encoding {encoding!r})") from None
     return b"".join(chunks)

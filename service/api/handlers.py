@@ -10,7 +10,7 @@ from aiohttp import web
 from service.api.auth import caller, job_id_of, requires
 from service.api.bodies import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, read_body
 from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS
-from service.api.responses import error_response, json_response, raw_json_response
+from service.api.responses import json_response, raw_json_response
 from service.domain.lifecycle import (
     parse_checkpoint,
     parse_complete,
@@ -19,7 +19,7 @@ from service.domain.lifecycle import (
     parse_kill,
     parse_poll,
 )
-from service.domain.logs import parse_log_query
+from service.domain.logs import parse_idempotency_key, parse_log_query
 from service.domain.validation import parse_list_jobs, parse_new_jobs, parse_progress
 
 routes = web.RouteTableDef()
@@ -121,9 +121,7 @@ async def read_logs(request: web.Request) -> web.Response:
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/logs")
 @requires("jobs:log")
 async def append_logs(request: web.Request) -> web.Response:
-    idempotency_key = request.headers.get("Idempotency-Key")
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 255:
-        return error_response(400, "Idempotency-Key must be 1 to 255 characters")
+    idempotency_key = parse_idempotency_key(request.headers.get("Idempotency-Key"))
     answer = await request.app[LOGS].append(
         caller(request).space_id,
         job_id_of(request),
@@ -168,7 +166,7 @@ async def keepalive_job(request: web.Request) -> web.Response:
 @requires("jobs:event")
 async def checkpoint_job(request: web.Request) -> web.Response:
     data = parse_checkpoint(await read_body(request, MEDIUM_BODY_BYTES))
-    return await _transition(request, "event", b'"checkpoint"', data, "1")
+    return await _transition(request, "checkpoint", b'"checkpoint"', data, "1")
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/event")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -16,7 +17,7 @@ from service.api.auth import Handler
 from service.api.context import ACCESS_LOG, AUTHENTICATOR, METRICS, PRINCIPAL, REQUEST_ID
 from service.api.responses import error_response
 from service.domain.clock import new_id
-from service.domain.errors import DomainError, HeaderTooLarge, RateLimited, Unauthorized, UrlTooLong
+from service.domain.errors import ClientClosed, DomainError, HeaderTooLarge, RateLimited, Unauthorized, UrlTooLong
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:  # redirects and the like pass through the error middleware
         status = exc.status
         exc.headers["X-Request-Id"] = request_id
+        raise
+    except asyncio.CancelledError:  # the client went away (with handler cancellation on)
+        status = ClientClosed.status
         raise
     finally:
         elapsed_s = time.perf_counter() - started

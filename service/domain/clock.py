@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 ULID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 CROCKFORD_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -48,9 +48,19 @@ def is_ulid(text: str) -> bool:
     return ULID_PATTERN.fullmatch(text) is not None
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ONE_MS = timedelta(milliseconds=1)
+
+
+def _ms_since_epoch(moment: datetime) -> int:
+    """Exact, in integers: ``timestamp() * 1000`` is a float, and truncating it loses a millisecond for many
+    times (2038-06-15T12:34:56.002Z became .001Z). Sub-millisecond digits are dropped (floor), in any year."""
+    return (moment - EPOCH) // ONE_MS
+
+
 # Wire times are years 0001-9999 in UTC (what ISO-8601 with four-digit years and Elasticsearch dates can hold).
-MIN_MS = int(datetime(1, 1, 1, tzinfo=UTC).timestamp() * 1000)
-MAX_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp() * 1000)
+MIN_MS = _ms_since_epoch(datetime(1, 1, 1, tzinfo=UTC))
+MAX_MS = _ms_since_epoch(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC))
 
 
 _formatted_second = (0, "1970-01-01T00:00:00")
@@ -78,7 +88,7 @@ def ms_from_iso(text: str) -> int:
     moment = datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(text)
-    epoch_ms = int(moment.timestamp() * 1000)
+    epoch_ms = _ms_since_epoch(moment)
     if not MIN_MS <= epoch_ms <= MAX_MS:
         raise ValueError(text)
     return epoch_ms

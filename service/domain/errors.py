@@ -50,6 +50,13 @@ class HeaderTooLarge(DomainError):
     status = 431
 
 
+class ClientClosed(DomainError):
+    """The client went away before its request was read: nobody gets the answer, but logs and metrics show
+    499 (nginx's "client closed request"), not an error of ours."""
+
+    status = 499
+
+
 class RateLimited(DomainError):
     status = 429
 

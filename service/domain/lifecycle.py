@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from service.domain.errors import InvalidParam
-from service.domain.validation import parse_json
+from service.domain.validation import encode_json, parse_json
 
 MAX_POLL_COUNT = 50
 MAX_EVENT_TYPE_CHARS = 100
@@ -70,8 +70,10 @@ def parse_poll(body: bytes) -> PollRequest:
     return PollRequest(count, tuple(names))
 
 
-def _bounded_json(value: Any, name: str) -> bytes:
-    encoded = orjson.dumps(value)
+def _bounded_json(value: Any, name: str, enclosing: int = 3) -> bytes:
+    """``value`` as JSON, within size; ``enclosing``: how deep it sits in an answer (an event's data in Get Job
+    is three levels down: {"events": [{"data": …}]})."""
+    encoded = encode_json(value, name, enclosing=enclosing)
     if len(encoded) > MAX_RESULT_BYTES:
         raise InvalidParam(f"{name} must be at most {MAX_RESULT_BYTES} bytes as JSON")
     return encoded
@@ -85,9 +87,9 @@ def parse_complete(body: bytes) -> bytes:
 def parse_fail(body: bytes) -> bytes:
     """The error as JSON: a non-empty string or an object."""
     error = _object_body(body, frozenset({"error"}), required=True).get("error")
-    if not (isinstance(error, str) and error.strip()) and not isinstance(error, dict):
-        raise InvalidParam("error is required: a non-empty string or an object")
-    return _bounded_json(error, "error")
+    if not (isinstance(error, str) and error.strip()) and not (isinstance(error, dict) and error):
+        raise InvalidParam("error is required: a non-empty string or a non-empty object")
+    return _bounded_json(error, "error", enclosing=4)  # {"events": [{"data": {"error": …}}]}
 
 
 def parse_kill(body: bytes) -> bytes:
@@ -103,7 +105,7 @@ def parse_event(body: bytes) -> tuple[bytes, bytes]:
     kind = document.get("type")
     if not isinstance(kind, str) or not 1 <= len(kind) <= MAX_EVENT_TYPE_CHARS or not kind.strip():
         raise InvalidParam(f"type is required: a string of 1 to {MAX_EVENT_TYPE_CHARS} characters")
-    if kind in RESERVED_EVENT_TYPES:
+    if kind.strip().lower() in RESERVED_EVENT_TYPES:
         raise InvalidParam(f"type {kind!r} is reserved for lifecycle events; choose another type")
     return orjson.dumps(kind), _bounded_json(document.get("data"), "data")
 

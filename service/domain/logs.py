@@ -9,7 +9,7 @@ import orjson
 
 from service.domain.clock import iso_from_ms, ms_from_iso, new_id
 from service.domain.errors import InvalidParam, TooLarge
-from service.domain.validation import parse_json, query_int, single_query_values
+from service.domain.validation import encode_json, parse_json, query_int, single_query_values
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 LINE_FIELDS = frozenset({"message", "level", "source", "metadata", "loggedAt"})
@@ -109,6 +109,8 @@ def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> di
     metadata = line.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise InvalidParam(f"{where}.metadata must be an object")
+    # as JSON already: written into the bulk request as is, and known to fit in a read's {"logs": [{…}]}
+    metadata_json = orjson.Fragment(encode_json(metadata, f"{where}.metadata", enclosing=3))
     logged_at = line.get("loggedAt")
     if logged_at is None:
         logged = received
@@ -124,7 +126,7 @@ def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> di
         "level": level.lower(),
         "message": message,
         "source": source,
-        "metadata": metadata,
+        "metadata": metadata_json,
         "logged_at": logged,
         "created_at": received,
     }
@@ -132,3 +134,9 @@ def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> di
 
 def ingest_answer(accepted: int, first_seq: int, last_seq: int) -> bytes:
     return orjson.dumps({"accepted": accepted, "firstSeq": first_seq, "lastSeq": last_seq})
+
+
+def parse_idempotency_key(header: str | None) -> str | None:
+    if header is not None and not (1 <= len(header) <= 255 and header.isascii() and header.isprintable()):
+        raise InvalidParam("Idempotency-Key must be 1 to 255 printable ASCII characters")
+    return header

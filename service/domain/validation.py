@@ -5,11 +5,15 @@ Every message names the parameter (or body field) and what is allowed.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from yarl import URL
 
 from service.domain.clock import ms_from_iso, now_ms
 from service.domain.errors import InvalidParam, TooLarge
@@ -20,19 +24,48 @@ MAX_PAYLOAD_BYTES = 1024 * 1024
 MAX_NAME_CHARS = 200
 MAX_CALLBACK_URL_CHARS = 2048
 LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX = 50, 100
+MAX_JSON_DEPTH = 254  # what orjson can write back
+
+MAX_CALLBACK_HEADERS = 50
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # an RFC 9110 token
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]{0,8192}")  # no control characters: no CR/LF injection
+HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|[A-Za-z0-9_]{1,63}")
+# Headers that describe the request's own framing or target: joblens sets them, a job must not.
+FRAMING_HEADERS = frozenset(
+    {
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "content-encoding",
+        "host",
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "upgrade",
+        "proxy-connection",
+        "expect",
+    }
+)
 
 JOB_FIELDS = frozenset(
     {"name", "payload", "maxRetries", "timeoutSeconds", "scheduledFor", "callbackUrl", "callbackHeaders"}
 )
 
 
+QUERY_INT_CEILING = 10**18  # larger numbers mean "as far as it goes": limits clamp, offsets and seqs run past the end
+
+
 def query_int(query: Mapping[str, str], name: str, *, default: int | None, minimum: int) -> int | None:
     raw = query.get(name)
     if raw is None:
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 18 or int(raw) < minimum:
+    if not raw.isascii() or not raw.isdigit():
         raise InvalidParam(f"{name} must be an integer >= {minimum}, got {raw[:50]!r}")
-    return int(raw)
+    value = int(raw) if len(raw) <= 18 else QUERY_INT_CEILING
+    if value < minimum:
+        raise InvalidParam(f"{name} must be an integer >= {minimum}, got {raw[:50]!r}")
+    return value
 
 
 def single_query_values(query: Any, names: Sequence[str]) -> dict[str, str]:
@@ -63,6 +96,16 @@ def parse_list_jobs(query: Any) -> ListJobsParams:
     offset = query_int(values, "offset", default=0, minimum=0)
     assert limit is not None and offset is not None
     return ListJobsParams(status, min(limit, LIST_LIMIT_MAX), offset)
+
+
+def encode_json(value: Any, what: str, *, enclosing: int) -> bytes:
+    """``value`` (parsed from a request) as JSON again. orjson reads deeper nesting than it writes: refuse what
+    could not be written back inside the ``enclosing`` levels around it in the deepest answer that shows it."""
+    try:
+        wrapped = orjson.dumps(functools.reduce(lambda inner, _: [inner], range(enclosing), value))
+    except orjson.JSONEncodeError:
+        raise InvalidParam(f"{what} is nested too deeply: at most {MAX_JSON_DEPTH - enclosing} levels") from None
+    return wrapped[enclosing : len(wrapped) - enclosing]
 
 
 def parse_json(body: bytes, what: str = "body") -> Any:
@@ -111,7 +154,7 @@ def parse_new_job(obj: Any, where: str) -> NewJob:
     payload = obj.get("payload")
     if payload is not None and not isinstance(payload, dict):
         raise InvalidParam(f"{where}payload must be a JSON object")
-    payload_json = orjson.dumps(payload)
+    payload_json = encode_json(payload, f"{where}payload", enclosing=3)  # poll: {"jobs": [{"payload": …}]}
     if len(payload_json) > MAX_PAYLOAD_BYTES:
         raise TooLarge(f"{where}payload must be at most {MAX_PAYLOAD_BYTES} bytes as JSON")
     return NewJob(
@@ -143,26 +186,46 @@ def _scheduled_for(value: Any, where: str) -> int | None:
 def _callback_url(value: Any, where: str) -> str | None:
     if value is None:
         return None
-    if (
-        not isinstance(value, str)
-        or len(value) > MAX_CALLBACK_URL_CHARS
-        or not value.startswith(("http://", "https://"))
-        or len(value) <= len("https://")
-    ):
-        raise InvalidParam(f"{where}callbackUrl must be an http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters")
+    problem = (
+        f"{where}callbackUrl must be an absolute http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters "
+        "with a valid host name or IP address"
+    )
+    if not isinstance(value, str) or len(value) > MAX_CALLBACK_URL_CHARS:
+        raise InvalidParam(problem)
+    try:
+        url = URL(value)
+        host = url.raw_host
+        url.port  # noqa: B018 - raises on a port out of range
+    except (ValueError, UnicodeError):
+        raise InvalidParam(problem) from None
+    if url.scheme not in ("http", "https") or not host or not _is_host(host):
+        raise InvalidParam(problem)
     return value
+
+
+def _is_host(host: str) -> bool:
+    """An IP address, or a DNS name (already IDNA-encoded) whose every label is valid."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.removesuffix(".").split(".")
+    return len(host) <= 253 and all(HOST_LABEL.fullmatch(label) for label in labels)
 
 
 def _callback_headers(value: Any, where: str) -> bytes | None:
     if value is None:
         return None
-    if not isinstance(value, dict):
-        raise InvalidParam(f"{where}callbackHeaders must be an object of string values")
+    if not isinstance(value, dict) or len(value) > MAX_CALLBACK_HEADERS:
+        raise InvalidParam(f"{where}callbackHeaders must be an object of at most {MAX_CALLBACK_HEADERS} string values")
     for header, header_value in value.items():
         if not isinstance(header_value, str):
             raise InvalidParam(f"{where}callbackHeaders.{header} must be a string")
-        if not header or any(c in header for c in " :\r\n") or any(c in header_value for c in "\r\n"):
+        if not HEADER_NAME.fullmatch(header) or not HEADER_VALUE.fullmatch(header_value):
             raise InvalidParam(f"{where}callbackHeaders.{header} is not a valid HTTP header")
+        if header.lower() in FRAMING_HEADERS:
+            raise InvalidParam(f"{where}callbackHeaders.{header} is set by joblens itself; leave it out")
     return orjson.dumps(value)
 
 

@@ -9,16 +9,17 @@ asking Redis on every request costs a round trip. An instance therefore leases a
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import functools
 import time
 from dataclasses import dataclass
 
 from service.domain.errors import RateLimited, Unauthorized
-from service.stores.redis_keys import KeyStore, Principal
+from service.stores.redis_keys import KeyStore, Principal, is_api_key_shaped, key_digest
 
 LEASE_TTL_S = 1.0
 MAX_LEASE_TOKENS = 50
 MAX_CACHED_KEYS = 10_000
+INVALID_KEY = "Invalid or revoked API key"
 
 
 @dataclass(slots=True)
@@ -34,17 +35,29 @@ class Authenticator:
         self._rate_limit_per_s = rate_limit_per_s
         self._lease_tokens = max(1, min(MAX_LEASE_TOKENS, rate_limit_per_s // 20))
         self._leases: dict[str, Lease] = {}
-        self._renewing: dict[str, asyncio.Lock] = {}
+        self._renewals: dict[str, asyncio.Future[None]] = {}  # only while one is in flight: no growth
 
     async def admit(self, api_key: str) -> Principal:
         """The caller behind ``api_key``; `Unauthorized` (401) or `RateLimited` (429) otherwise."""
-        digest = hashlib.sha256(api_key.encode()).hexdigest()
-        principal = self._spend(digest)
-        if principal is not None:
-            return principal
-        # Concurrent requests of one key renew its lease once, not once each (which would drain the bucket).
-        async with self._renewing.setdefault(digest, asyncio.Lock()):
-            return self._spend(digest) or await self._renew(api_key, digest)
+        if not is_api_key_shaped(api_key):  # before hashing: a header may hold anything, even undecodable bytes
+            raise Unauthorized(INVALID_KEY)
+        digest = key_digest(api_key)
+        while True:
+            principal = self._spend(digest)
+            if principal is not None:
+                return principal
+            # Concurrent requests of one key share one renewal, not one each (which would drain the bucket);
+            # shielded, so that a caller that goes away does not cancel it for the others.
+            renewal = self._renewals.get(digest)
+            if renewal is None:
+                renewal = self._renewals[digest] = asyncio.ensure_future(self._renew(api_key, digest))
+                renewal.add_done_callback(functools.partial(self._renewed, digest))
+            await asyncio.shield(renewal)
+
+    def _renewed(self, digest: str, renewal: asyncio.Future[None]) -> None:
+        del self._renewals[digest]
+        if not renewal.cancelled():
+            renewal.exception()  # seen here too, in case every caller went away before it ended
 
     def _spend(self, digest: str) -> Principal | None:
         lease = self._leases.get(digest)
@@ -53,16 +66,14 @@ class Authenticator:
             return lease.principal
         return None
 
-    async def _renew(self, api_key: str, digest: str) -> Principal:
+    async def _renew(self, api_key: str, digest: str) -> None:
         now = time.monotonic()
         result = await self._keys.authenticate(api_key, self._rate_limit_per_s, self._lease_tokens)
         if result.principal is None:
             self._leases.pop(digest, None)
-            raise Unauthorized("Invalid or revoked API key")
+            raise Unauthorized(INVALID_KEY)
         if result.retry_after_ms:
             raise RateLimited(-(-result.retry_after_ms // 1000))
         if len(self._leases) >= MAX_CACHED_KEYS:
             self._leases.clear()
-            self._renewing = {digest: self._renewing[digest]}
-        self._leases[digest] = Lease(result.principal, result.granted_tokens - 1, now + LEASE_TTL_S)
-        return result.principal
+        self._leases[digest] = Lease(result.principal, result.granted_tokens, now + LEASE_TTL_S)

@@ -22,10 +22,12 @@ from service.settings import Settings
 from service.stores.redis_callbacks import CallbackStore, Delivery
 
 log = logging.getLogger(__name__)
-CALLBACK_BATCH = 20
+# Deliveries run beside the sweep, never inside it: a slow receiver must not hold up deadlines anywhere.
+MAX_DELIVERIES_IN_FLIGHT = 64
 SPACES_PER_TICK = 500
-# Hints can be lost in a rare race (see LifecycleStore.rehint): a full pass over every space bounds the delay.
-FULL_PASS_EVERY_S = 10.0
+# A hint is lost only when an instance dies between a change and its hint: a full pass over every space, now
+# and then, bounds how late that change's deadline can be handled.
+FULL_PASS_EVERY_S = 60.0
 
 
 class BackgroundWorker:
@@ -33,6 +35,7 @@ class BackgroundWorker:
         self._lifecycle = lifecycle
         self._callbacks = callbacks
         self._settings = settings
+        self._deliveries: set[asyncio.Task[None]] = set()
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Tick until ``stopping`` is set; a failing tick (say, Redis restarting) is logged and retried.
@@ -40,31 +43,51 @@ class BackgroundWorker:
         timeout = aiohttp.ClientTimeout(total=self._settings.callback_timeout_s)
         last_full_pass = 0.0
         async with aiohttp.ClientSession(timeout=timeout) as http:
-            while not stopping.is_set():
-                full_pass = time.monotonic() - last_full_pass >= FULL_PASS_EVERY_S
-                try:
-                    await self.tick(http, full_pass)
-                    if full_pass:
-                        last_full_pass = time.monotonic()
-                except Exception as exc:
-                    log.warning("background tick failed: %s", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), self._settings.timeout_loop_interval_s)
+            try:
+                while not stopping.is_set():
+                    full_pass = time.monotonic() - last_full_pass >= FULL_PASS_EVERY_S
+                    try:
+                        await self.tick(http, full_pass)
+                        if full_pass:
+                            last_full_pass = time.monotonic()
+                    except Exception as exc:
+                        log.warning("background tick failed: %s", exc)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stopping.wait(), self._settings.timeout_loop_interval_s)
+            finally:
+                # each delivery is bounded by callback_timeout_s; one cut short is sent again once its lease ends
+                await asyncio.gather(*self._deliveries, return_exceptions=True)
 
     async def tick(self, http: aiohttp.ClientSession, full_pass: bool = False) -> None:
-        """Sweep the spaces hinted as due (every space on a full pass), then send their callbacks."""
+        """Sweep the spaces hinted as due (every space on a full pass) and start their callbacks. One space
+        failing (say, a job hash gone astray) is logged and does not keep the others from their turn."""
         for space_id in await self._lifecycle.spaces_to_sweep(SPACES_PER_TICK, everything=full_pass):
-            await self._lifecycle.sweep(space_id)
-            await self.send_callbacks(http, space_id)
-            await self._lifecycle.rehint(space_id)
+            try:
+                await self._lifecycle.sweep(space_id)
+                await self.start_callbacks(http, space_id)
+                await self._lifecycle.rehint(space_id)
+            except Exception as exc:
+                log.warning("background sweep of space %s failed: %s", space_id, exc)
 
-    async def send_callbacks(self, http: aiohttp.ClientSession, space_id: str) -> None:
+    async def start_callbacks(self, http: aiohttp.ClientSession, space_id: str) -> None:
+        """Take the space's due deliveries (as many as there is room for) and send them in the background."""
+        room = MAX_DELIVERIES_IN_FLIGHT - len(self._deliveries)
+        if room <= 0:
+            return  # the due ones wait for the next tick; nothing is taken that cannot be sent now
         now = now_ms()
         lease_end = now + int((self._settings.callback_timeout_s + 5) * 1000)
-        for job_id in await self._callbacks.due(space_id, now, CALLBACK_BATCH):
+        for job_id in await self._callbacks.due(space_id, now, room):
             delivery = await self._callbacks.take(space_id, job_id, now, lease_end)
             if delivery is not None:
-                await self._deliver(http, space_id, delivery)
+                task = asyncio.create_task(self._deliver(http, space_id, delivery), name=f"callback {job_id}")
+                self._deliveries.add(task)
+                task.add_done_callback(self._delivered)
+
+    def _delivered(self, task: asyncio.Task[None]) -> None:
+        self._deliveries.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # settling failed (Redis away): the lease runs out and the delivery is attempted again
+            log.warning("callback delivery %s could not be recorded: %s", task.get_name(), task.exception())
 
     async def _deliver(self, http: aiohttp.ClientSession, space_id: str, delivery: Delivery) -> None:
         job = delivery.job
@@ -79,7 +102,9 @@ class BackgroundWorker:
             await self._callbacks.settle(space_id, delivery.job_id, None, event)
         else:
             backoff_ms = int(self._settings.callback_backoff_s * 1000 * 2 ** (attempts - 1))
-            await self._callbacks.settle(space_id, delivery.job_id, now_ms() + backoff_ms, None)
+            next_attempt = now_ms() + backoff_ms
+            await self._callbacks.settle(space_id, delivery.job_id, next_attempt, None)
+            await self._lifecycle.hint(space_id, next_attempt)  # the sweep hinted the lease's end, which is later
 
 
 async def post_callback(http: aiohttp.ClientSession, job: dict[str, str]) -> str | None:
@@ -96,11 +121,18 @@ async def post_callback(http: aiohttp.ClientSession, job: dict[str, str]) -> str
     headers = dict(orjson.loads(job["callbackHeaders"])) if job["callbackHeaders"] else {}
     headers["Content-Type"] = "application/json"
     try:
-        async with http.post(job["callbackUrl"], data=orjson.dumps(payload), headers=headers) as response:
+        # Redirects are not followed: only a 200 from the callbackUrl itself counts as delivered.
+        async with http.post(
+            job["callbackUrl"], data=orjson.dumps(payload), headers=headers, allow_redirects=False
+        ) as response:
             return None if response.status == 200 else f"HTTP {response.status}"
     except TimeoutError:
         return "timed out"
     except aiohttp.ClientError as exc:
+        return f"request failed: {type(exc).__name__}"
+    except Exception as exc:  # e.g. a host name IDNA cannot encode: a failed attempt like any other
+        # the type only: a message could quote the URL, whose query may hold a secret
+        log.warning("callback for job %s could not be sent: %s", job["id"], type(exc).__name__)
         return f"request failed: {type(exc).__name__}"
 
 

@@ -17,9 +17,13 @@ REQUIREMENTS = {
     "complete": ("complete", "running"),
     "fail": ("fail", "delivered or running"),
     "kill": ("kill", "non-terminal"),
-    "event": ("checkpoint", "non-terminal"),
+    "checkpoint": ("checkpoint", "non-terminal"),
+    "event": ("event", "non-terminal"),
 }
-POLL_ROUNDS = 3  # candidates can be claimed by a concurrent poller; look again a bounded number of times
+# A poll reads a few more candidates than it wants, so that jobs concurrent pollers took are made up for in the
+# same step; when even those are gone, it looks again (a bounded number of times: each look finds fresh jobs).
+POLL_SPARE_CANDIDATES = 16
+POLL_ROUNDS = 8
 SWEEP_BATCH = 200
 
 
@@ -53,15 +57,12 @@ class LifecycleService:
         claimed: list[dict[str, Any]] = []
         for _ in range(POLL_ROUNDS):
             wanted = request.count - len(claimed)
-            candidates = await self._store.pending_candidates(space_id, request.names, wanted)
-            if not candidates:
-                break
-            results = await self._store.run_many("claim", space_id, candidates)
-            taken = [r for r in results if r is not None and r.outcome == "ok"]
+            candidates = await self._store.pending_candidates(space_id, request.names, wanted + POLL_SPARE_CANDIDATES)
+            taken = await self._store.claim_oldest(space_id, candidates, wanted)
             await self._hint(space_id, taken)
-            claimed.extend(job_view(r.job) for r in taken)
-            if len(claimed) >= request.count:
-                break
+            claimed.extend(job_view(t.job) for t in taken)
+            if len(claimed) >= request.count or len(candidates) < wanted + POLL_SPARE_CANDIDATES:
+                break  # enough, or the queue held no more than what was just looked at
         return claimed
 
     async def sweep(self, space_id: str) -> int:
@@ -77,6 +78,10 @@ class LifecycleService:
 
     async def spaces_to_sweep(self, limit: int, everything: bool) -> list[str]:
         return await self._store.spaces_to_sweep(now_ms(), limit, everything)
+
+    async def hint(self, space_id: str, due_ms: int) -> None:
+        """Something of this space falls due at ``due_ms`` (an earlier hint is kept)."""
+        await self._store.hint_due(space_id, due_ms)
 
     async def rehint(self, space_id: str) -> None:
         await self._store.rehint(space_id)

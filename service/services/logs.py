@@ -12,7 +12,7 @@ from service.domain.errors import Unavailable
 from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_body
 from service.observability import Metrics
 from service.settings import Settings
-from service.stores.es_logs import LogPage, LogStore
+from service.stores.es_logs import BulkFailed, LogPage, LogStore
 from service.stores.redis_logseq import LogSeqStore, Reservation
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,9 @@ class LogService:
             await self._lines.index_lines(job_id, reservation.job_created_ms, reservation.first_seq, docs, deadline)
         except BaseException as exc:
             await self._abandon(space_id, job_id, reservation, idempotency_digest, body_digest)
-            if isinstance(exc, Exception):
+            if isinstance(exc, BulkFailed):  # transport errors go on to the error middleware's 503 as they are
+                self._metrics.store_errors.labels("elasticsearch").inc()
+                log.warning("log lines of job %s not stored: %s", job_id, exc)
                 raise Unavailable("Elasticsearch could not store the log lines; nothing was stored") from exc
             raise
         answer = ingest_answer(len(docs), reservation.first_seq, reservation.last_seq)

@@ -1,14 +1,19 @@
 """Job records, their events, listing indexes and latest progress in Redis.
 
-Keys owned, all under the space's hash tag (see `keyspace.SpaceKeys`):
+Keys written here, all under the space's hash tag (see `keyspace.SpaceKeys`) but the last:
   ``…:job:<jobId>``           hash: the stored job (flat strings; JSON for payload, result, callbackHeaders)
   ``…:job:<jobId>:events``    list: event JSON, oldest first
   ``…:job:<jobId>:progress``  string: ``{"progress": …, "timestamp": …}`` of the latest report
   ``…:jobs``                  zset: every job by createdAt (ms)
   ``…:jobs:<status>``         zset: jobs in that status by createdAt (ms) — a job is in exactly one
   ``…:queue``                 zset: pending jobs by the time they became available
+  ``…:queue:name:<name>``     zset: pending jobs of that name, scored like ``…:queue`` (polls with a names filter)
   ``…:scheduled``             zset: scheduled jobs by scheduledFor
-  ``…:deadlines``             zset: delivered/running jobs by ack or execution deadline
+  ``…:deadlines``             zset: delivered/running jobs by ack or execution deadline (a progress report moves
+                              a running job's deadline on)
+  ``jl:due-spaces``           global zset: spaceId → earliest time something may be due there, a hint for the
+                              background sweep; `JobStore.create` lowers it for scheduled jobs, outside the
+                              space's transaction (a single-key command)
 Lifecycle transitions live in `redis_lifecycle`; they use the same keys.
 """
 

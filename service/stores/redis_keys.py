@@ -71,6 +71,10 @@ return {1, key[1], key[2], granted}
 """
 
 
+def is_api_key_shaped(presented: str) -> bool:
+    return KEY_PATTERN.fullmatch(presented) is not None
+
+
 def key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 

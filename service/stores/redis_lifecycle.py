@@ -29,44 +29,55 @@ from service.stores.redis_jobs import decode_hash
 #   1 job hash   2 events   3 queue   4 queue of the job's name   5 scheduled   6 deadlines   7 callbacks
 #   8..14 status indexes: scheduled, pending, delivered, running, completed, dead, killed
 # ARGV layout: 1 job id   2 space id   3 now (ms)   4 now (ISO)   5..7 event ids   8.. operation arguments
-_PRELUDE = """
+_FUNCTIONS = """
 local INDEX = {scheduled=8, pending=9, delivered=10, running=11, completed=12, dead=13, killed=14}
 local TERMINAL = {completed=true, dead=true, killed=true}
-local job_id, space_id, now, now_iso = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local space_id, now, now_iso = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+-- the job acted on: the poll script points these at each candidate in turn
+local job_id, JOB, EVENTS, NAME_QUEUE = ARGV[1], KEYS[1], KEYS[2], KEYS[4]
 local next_event = 5
 
-local function field(name) return redis.call('HGET', KEYS[1], name) end
+local function field(name) return redis.call('HGET', JOB, name) end
 
 local function move(from, to)
   local created = field('createdAt')
   redis.call('ZREM', KEYS[INDEX[from]], job_id)
   redis.call('ZADD', KEYS[INDEX[to]], created, job_id)
-  redis.call('HSET', KEYS[1], 'status', to, 'updatedAt', now)
+  redis.call('HSET', JOB, 'status', to, 'updatedAt', now)
 end
 
 local function event(kind, data_json)
   local id = ARGV[next_event]
   next_event = next_event + 1
-  redis.call('RPUSH', KEYS[2], '{"id":"' .. id .. '","jobId":"' .. job_id .. '","spaceId":"' .. space_id ..
+  redis.call('RPUSH', EVENTS, '{"id":"' .. id .. '","jobId":"' .. job_id .. '","spaceId":"' .. space_id ..
     '","type":' .. kind .. ',"data":' .. data_json .. ',"createdAt":"' .. now_iso .. '"}')
 end
 
 local function enqueue(at)
   redis.call('ZADD', KEYS[3], at, job_id)
-  redis.call('ZADD', KEYS[4], at, job_id)
+  redis.call('ZADD', NAME_QUEUE, at, job_id)
 end
 
 local function dequeue()
   redis.call('ZREM', KEYS[3], job_id)
-  redis.call('ZREM', KEYS[4], job_id)
+  redis.call('ZREM', NAME_QUEUE, job_id)
+end
+
+-- pending → delivered; the ack deadline starts
+local function claim()
+  dequeue()
+  move('pending', 'delivered')
+  redis.call('HSET', JOB, 'deliveredAt', now)
+  redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+  event('"delivered"', '{"attempt":' .. field('attemptNumber') .. '}')
 end
 
 local function finish(to, result_json)
   redis.call('ZREM', KEYS[6], job_id)
   redis.call('ZREM', KEYS[5], job_id)
   dequeue()
-  redis.call('HSET', KEYS[1], 'completedAt', now)
-  if result_json then redis.call('HSET', KEYS[1], 'result', result_json) end
+  redis.call('HSET', JOB, 'completedAt', now)
+  if result_json then redis.call('HSET', JOB, 'result', result_json) end
   if field('callbackUrl') ~= '' then redis.call('ZADD', KEYS[7], 'NX', now, job_id) end
 end
 
@@ -76,7 +87,7 @@ local function fail(status, error_json)
   redis.call('ZREM', KEYS[6], job_id)
   if attempt < tonumber(field('maxRetries')) then
     move(status, 'pending')
-    redis.call('HSET', KEYS[1], 'attemptNumber', attempt + 1, 'deliveredAt', '', 'startedAt', '')
+    redis.call('HSET', JOB, 'attemptNumber', attempt + 1, 'deliveredAt', '', 'startedAt', '')
     enqueue(now)
     event('"retried"', '{"error":' .. error_json .. ',"attempt":' .. (attempt + 1) .. '}')
     return 'pending'
@@ -88,34 +99,57 @@ local function fail(status, error_json)
 end
 
 local function reply(outcome)
-  return {outcome, redis.call('HGETALL', KEYS[1])}
+  return {outcome, redis.call('HGETALL', JOB)}
 end
+"""
 
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'missing', {}} end
+# Every single-job transition starts here: the job must exist; its status is read once.
+_PRELUDE = (
+    _FUNCTIONS
+    + """
+if redis.call('EXISTS', JOB) == 0 then return {'missing', {}} end
 local status = field('status')
 """
+)
 
 
 def _script(body: str) -> str:
     return _PRELUDE + body
 
 
-# pending → delivered; the ack deadline starts.   → 'ok' | 'wrong:<status>'
+# pending → delivered.   → 'ok' | 'wrong:<status>'
 CLAIM_LUA = _script("""
 if status ~= 'pending' then return reply('wrong:' .. status) end
-dequeue()
-move('pending', 'delivered')
-redis.call('HSET', KEYS[1], 'deliveredAt', now)
-redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
-event('"delivered"', '{"attempt":' .. field('attemptNumber') .. '}')
+claim()
 return reply('ok')
 """)
+
+# Poll: claim the first ARGV[8] candidates (oldest first) that are still pending, in one step. Candidates are
+# read just before; a few more than wanted are passed, so candidates a concurrent poller took are made up for.
+# Candidate i: ARGV[7+2i] job id, ARGV[8+2i] its event id; KEYS[12+3i..14+3i] its hash, events, name queue
+# (KEYS 1, 2 and 4 are the first candidate's, as in every transition).   → the claimed jobs' hashes
+POLL_LUA = (
+    _FUNCTIONS
+    + """
+local wanted, claimed, i = tonumber(ARGV[8]), {}, 1
+while #claimed < wanted and ARGV[7 + 2 * i] do
+  job_id, next_event = ARGV[7 + 2 * i], 8 + 2 * i
+  JOB, EVENTS, NAME_QUEUE = KEYS[12 + 3 * i], KEYS[13 + 3 * i], KEYS[14 + 3 * i]
+  if field('status') == 'pending' then
+    claim()
+    claimed[#claimed + 1] = redis.call('HGETALL', JOB)
+  end
+  i = i + 1
+end
+return claimed
+"""
+)
 
 # delivered → running; the execution deadline starts.
 ACK_LUA = _script("""
 if status ~= 'delivered' then return reply('wrong:' .. status) end
 move('delivered', 'running')
-redis.call('HSET', KEYS[1], 'startedAt', now)
+redis.call('HSET', JOB, 'startedAt', now)
 redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
 event('"started"', '{"attempt":' .. field('attemptNumber') .. '}')
 return reply('ok')
@@ -125,21 +159,19 @@ return reply('ok')
 KEEPALIVE_LUA = _script("""
 if status ~= 'running' then return reply('wrong:' .. status) end
 redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
-redis.call('HSET', KEYS[1], 'updatedAt', now)
+redis.call('HSET', JOB, 'updatedAt', now)
 return reply('ok')
 """)
 
-# ARGV[8] event type (JSON string)   ARGV[9] data JSON   ARGV[10] '1' = also reset a running job's deadline
-# Custom events are accepted in any state; checkpoints only before the job ends.
+# ARGV[8] event type (JSON string)   ARGV[9] data JSON   ARGV[10] '1' = a checkpoint: also resets the deadline
+# of a running job. Events (custom ones too) are recorded while the job lives, not once it has ended.
 EVENT_LUA = _script("""
-if ARGV[10] == '1' then
-  if TERMINAL[status] then return reply('wrong:' .. status) end
-  if status == 'running' then
-    redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
-  end
+if TERMINAL[status] then return reply('wrong:' .. status) end
+if ARGV[10] == '1' and status == 'running' then
+  redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
 end
 event(ARGV[8], ARGV[9])
-redis.call('HSET', KEYS[1], 'updatedAt', now)
+redis.call('HSET', JOB, 'updatedAt', now)
 return reply('ok')
 """)
 
@@ -176,7 +208,7 @@ if not due or tonumber(due) > now then return reply('not-due') end
 if status == 'delivered' then
   redis.call('ZREM', KEYS[6], job_id)
   move('delivered', 'pending')
-  redis.call('HSET', KEYS[1], 'deliveredAt', '')
+  redis.call('HSET', JOB, 'deliveredAt', '')
   enqueue(now)
   event('"timeout"', '{"reason":"not acknowledged within timeoutSeconds","attempt":' .. field('attemptNumber') .. '}')
   return reply('ok')
@@ -223,6 +255,7 @@ class LifecycleStore:
                 "claim": CLAIM_LUA,
                 "ack": ACK_LUA,
                 "keepalive": KEEPALIVE_LUA,
+                "checkpoint": EVENT_LUA,
                 "event": EVENT_LUA,
                 "complete": COMPLETE_LUA,
                 "fail": FAIL_LUA,
@@ -231,6 +264,7 @@ class LifecycleStore:
                 "promote": PROMOTE_LUA,
             }.items()
         }
+        self._poll = redis.register_script(POLL_LUA)
 
     async def job_name(self, space_id: str, job_id: str) -> str:
         """A job's name — it names the job's queue key; `JobNotFound` if there is no such job. Names never change
@@ -268,6 +302,21 @@ class LifecycleStore:
             changed = [key for job_id, _ in jobs for key in (keys.job(job_id), keys.events(job_id))]
             replies = await self._cache.writing(changed, pipe.execute())
         return [None if text(r[0]) == "missing" else _transition(r) for r in replies]
+
+    async def claim_oldest(self, space_id: str, candidates: Sequence[tuple[str, str]], wanted: int) -> list[Transition]:
+        """Claim the first ``wanted`` of ``candidates`` (oldest first) that are still pending, atomically."""
+        if not candidates:
+            return []
+        keys = SpaceKeys(space_id)
+        first_job, first_name = candidates[0]
+        script_keys = transition_keys(keys, first_job, first_name)
+        script_args: list[str | int] = [first_job, space_id, *clock_args(), wanted]
+        for job_id, name in candidates:
+            script_keys += (keys.job(job_id), keys.events(job_id), keys.name_queue(name))
+            script_args += (job_id, new_id())
+        changed = [key for job_id, _ in candidates for key in (keys.job(job_id), keys.events(job_id))]
+        replies = await self._cache.writing(changed, self._poll(keys=script_keys, args=script_args))
+        return [_transition([b"ok", flat]) for flat in replies]
 
     async def pending_candidates(self, space_id: str, names: Sequence[str], count: int) -> list[tuple[str, str]]:
         """The oldest pending (jobId, name) pairs, optionally only of ``names``; candidates, not claims."""
@@ -312,17 +361,26 @@ class LifecycleStore:
 
     async def rehint(self, space_id: str) -> None:
         """Set the space's hint to its earliest deadline, scheduled time or callback, or drop it if none.
-        A hint written concurrently may be overwritten here; the periodic full pass recovers from that."""
+
+        Not atomic (the hints live in one global key, outside the space's slot), so a concurrent writer's
+        hint could be overwritten with a later time. Writers add their due time first and hint after; reading
+        the due times again after writing the hint therefore sees every addition whose own hint came before."""
+        first = await self._earliest_due(space_id)
+        if first is None:
+            await self._redis.zrem(DUE_SPACES, space_id)
+        else:
+            await self._redis.zadd(DUE_SPACES, {space_id: first})
+        again = await self._earliest_due(space_id)
+        if again is not None and (first is None or again < first):
+            await self.hint_due(space_id, again)
+
+    async def _earliest_due(self, space_id: str) -> int | None:
         keys = SpaceKeys(space_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             for zset in (keys.deadlines, keys.scheduled, keys.callbacks):
                 pipe.zrange(zset, 0, 0, withscores=True)
             firsts = await pipe.execute()
-        due = [int(entries[0][1]) for entries in firsts if entries]
-        if due:
-            await self._redis.zadd(DUE_SPACES, {space_id: min(due)})
-        else:
-            await self._redis.zrem(DUE_SPACES, space_id)
+        return min((int(entries[0][1]) for entries in firsts if entries), default=None)
 
     async def names_of(self, space_id: str, job_ids: Sequence[str]) -> list[tuple[str, str]]:
         keys = SpaceKeys(space_id)
