@@ -148,7 +148,13 @@ async def test_a_bad_line_is_named_and_nothing_is_stored(
         (b"{not json", "application/json", "body is not valid JSON"),
         (b"", "application/json", "body must be JSON, got an empty body"),
         (b'{"lines": []}', "application/json", 'body must be {"logs": [...]}, an array of log lines, or NDJSON'),
-        (b'{"message": "a"}\n{oops\n', "application/x-ndjson", "NDJSON line 2 is not valid JSON"),
+        (b'{"message": "a"}\n{oops\n', "application/x-ndjson", "logs[1] (NDJSON line 2) is not valid JSON"),
+        (
+            b'{"message": "a"}\n\n{oops\n',
+            "application/x-ndjson",
+            "logs[1] (NDJSON line 3) is not valid JSON",
+        ),
+        (b'{"message": "a"}\n\n{"level": "x"}\n', "application/x-ndjson", "logs[1].message is required"),
     ],
 )
 async def test_malformed_bodies_are_400(

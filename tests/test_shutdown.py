@@ -3,22 +3,48 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
+import orjson
 from elasticsearch import AsyncElasticsearch
 
 from service.settings import Settings
 from tests.conftest import Tenant
 from tests.servers import free_port
 
+LINES = [{"message": f"line {i}"} for i in range(50)]
+EXIT_PROMPTLY_S = 5.0  # once the last request is answered; the grace period (30 s) must not be waited out
 
-async def test_sigterm_lets_an_in_flight_append_finish(
-    settings: Settings, es: AsyncElasticsearch, tenant: Tenant
-) -> None:
+
+@dataclass
+class Served:
+    process: asyncio.subprocess.Process
+    port: int
+    job_id: str
+    headers: dict[str, str]
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def exit_code(self, timeout_s: float) -> int:
+        code = await asyncio.wait_for(self.process.wait(), timeout_s)
+        assert self.process.stderr is not None
+        assert code == 0, (await self.process.stderr.read()).decode()
+        return code
+
+
+@contextlib.asynccontextmanager
+async def joblens_serve(settings: Settings, tenant: Tenant) -> AsyncIterator[Served]:
+    """A real ``joblens serve`` process, ready, with a job to append to and a key for it."""
     port = free_port()
     env = {
         **os.environ,
@@ -28,7 +54,7 @@ async def test_sigterm_lets_an_in_flight_append_finish(
         "JOBLENS_INDEX_REFRESH_INTERVAL_S": "2",  # an append waits for the next refresh: up to 2 s in flight
         "JOBLENS_BACKGROUND_TASKS": "false",
     }
-    server = await asyncio.create_subprocess_exec(
+    process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "service.cli",
@@ -39,37 +65,139 @@ async def test_sigterm_lets_an_in_flight_append_finish(
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    base = f"http://127.0.0.1:{port}"
     headers = await tenant.key("jobs:create", "jobs:log", "jobs:read")
     try:
         async with aiohttp.ClientSession() as http:
             deadline = time.monotonic() + 30
             while True:
                 try:
-                    async with http.get(f"{base}/readyz") as ready:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
                         if ready.status == 200:
                             break
                 except aiohttp.ClientConnectionError:
                     pass
+                if process.returncode is not None:
+                    assert process.stderr is not None
+                    output = (await process.stderr.read()).decode()
+                    raise AssertionError(f"the service exited during start-up: {output}")
                 assert time.monotonic() < deadline, "the service did not become ready"
                 await asyncio.sleep(0.1)
             async with http.post(
-                f"{base}/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "j"}, headers=headers
+                f"http://127.0.0.1:{port}/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "j"}, headers=headers
             ) as r:
                 job = await r.json()
-            lines = [{"message": f"line {i}"} for i in range(50)]
-            in_flight = asyncio.create_task(
-                http.post(f"{base}/api/v1/jobs/{job['id']}/logs", json=lines, headers=headers)
-            )
-            await asyncio.sleep(0.3)
-            server.send_signal(signal.SIGTERM)
-            response = await in_flight
-            assert response.status == 200
-            assert await response.json() == {"accepted": 50, "firstSeq": 1, "lastSeq": 50}
-        exit_code = await asyncio.wait_for(server.wait(), 30)
-        assert server.stderr is not None
-        assert exit_code == 0, (await server.stderr.read()).decode()
+        yield Served(process, port, job["id"], headers)
     finally:
-        if server.returncode is None:
-            server.kill()
-            await server.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+class Upload:
+    """A raw POST whose body is sent in parts: the server is running it once it has answered ``100 Continue``."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, body: bytes) -> None:
+        self.reader, self.writer, self.body = reader, writer, body
+
+    @classmethod
+    async def start(cls, served: Served, path: str, payload: Any, first_bytes: int) -> Upload:
+        body = orjson.dumps(payload)
+        reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
+        head = [
+            f"POST {path} HTTP/1.1",
+            f"Host: 127.0.0.1:{served.port}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            "Expect: 100-continue",  # answered by the server's request handler: the request is then in flight
+            *(f"{name}: {value}" for name, value in served.headers.items()),
+        ]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode())
+        assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        writer.write(body[:first_bytes])
+        await writer.drain()
+        return cls(reader, writer, body[first_bytes:])
+
+    async def finish(self) -> tuple[int, dict[str, str], Any]:
+        """Send the rest of the body; the status, headers and JSON body of the answer, read to the server's close."""
+        self.writer.write(self.body)
+        await self.writer.drain()
+        try:
+            answer = await asyncio.wait_for(self.reader.read(), 5)
+        finally:
+            self.writer.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        status, headers = parse_head(head)
+        return status, headers, orjson.loads(payload)
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """The status and the headers (names in lower case) of a response head."""
+    status_line, *header_lines = head.decode().strip().split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    return int(status_line.split(" ", 2)[1]), headers
+
+
+async def refused_within(port: int, timeout_s: float) -> None:
+    """Wait until a new connection to ``port`` is refused (or reset): the listening socket is closed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+        except (ConnectionRefusedError, ConnectionResetError):
+            return
+        writer.close()
+        assert time.monotonic() < deadline, f"port {port} still accepts connections after {timeout_s}s"
+        await asyncio.sleep(0.05)
+
+
+async def test_sigterm_lets_an_in_flight_append_finish(
+    settings: Settings, es: AsyncElasticsearch, tenant: Tenant
+) -> None:
+    async with joblens_serve(settings, tenant) as served, aiohttp.ClientSession() as http:
+        in_flight = asyncio.create_task(
+            http.post(f"{served.base}/api/v1/jobs/{served.job_id}/logs", json=LINES, headers=served.headers)
+        )
+        await asyncio.sleep(0.3)
+        served.process.send_signal(signal.SIGTERM)
+        response = await in_flight
+        assert response.status == 200
+        assert await response.json() == {"accepted": 50, "firstSeq": 1, "lastSeq": 50}
+        await served.exit_code(30)
+
+
+async def test_sigterm_lets_a_body_still_uploading_finish(
+    settings: Settings, es: AsyncElasticsearch, tenant: Tenant
+) -> None:
+    async with joblens_serve(settings, tenant) as served:
+        upload = await Upload.start(served, f"/api/v1/jobs/{served.job_id}/logs", LINES, first_bytes=10)
+        served.process.send_signal(signal.SIGTERM)
+        await refused_within(served.port, 5)  # the signal has been handled: shutdown is under way
+        status, headers, payload = await upload.finish()
+        answered_at = time.monotonic()
+        assert (status, payload) == (200, {"accepted": 50, "firstSeq": 1, "lastSeq": 50})
+        assert headers["connection"] == "close"
+        await served.exit_code(EXIT_PROMPTLY_S)
+        assert time.monotonic() - answered_at < EXIT_PROMPTLY_S
+
+
+async def test_sigterm_refuses_new_connections_and_closes_idle_ones_while_a_request_runs(
+    settings: Settings, es: AsyncElasticsearch, tenant: Tenant
+) -> None:
+    async with joblens_serve(settings, tenant) as served:
+        # A keep-alive connection that has had its answer and now waits for its next request.
+        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", served.port)
+        idle_writer.write(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{served.port}\r\n\r\n".encode())
+        status, headers = parse_head(await asyncio.wait_for(idle_reader.readuntil(b"\r\n\r\n"), 5))
+        assert (status, headers.get("connection")) == (200, None)  # HTTP/1.1: the connection stays open
+        await asyncio.wait_for(idle_reader.readexactly(int(headers["content-length"])), 5)
+        upload = await Upload.start(served, f"/api/v1/jobs/{served.job_id}/logs", LINES, first_bytes=10)
+
+        served.process.send_signal(signal.SIGTERM)
+        await refused_within(served.port, 5)
+        assert await asyncio.wait_for(idle_reader.read(), 5) == b"", "the idle connection was not closed"
+        idle_writer.close()
+        assert served.process.returncode is None, "the service exited with a request in flight"
+
+        status, _, payload = await upload.finish()
+        assert (status, payload) == (200, {"accepted": 50, "firstSeq": 1, "lastSeq": 50})
+        await served.exit_code(EXIT_PROMPTLY_S)

@@ -66,10 +66,10 @@ def _levels(given: list[str]) -> tuple[str, ...]:
 def parse_log_body(body: bytes, content_type: str, max_lines: int) -> list[Any]:
     """The raw line objects of an ingest body: ``{"logs": [...]}``, a bare array, or NDJSON."""
     if content_type == "application/x-ndjson":
-        lines = []
+        lines: list[Any] = []
         for number, raw in enumerate(body.splitlines()):
-            if raw.strip():
-                lines.append(parse_json(raw, f"NDJSON line {number + 1}"))
+            if raw.strip():  # blank lines are skipped: logs[i] counts lines that hold a value, as field errors do
+                lines.append(parse_json(raw, f"logs[{len(lines)}] (NDJSON line {number + 1})"))
     else:
         document = parse_json(body)
         if isinstance(document, dict) and set(document) == {"logs"}:

@@ -12,7 +12,7 @@ from service.domain.errors import Unavailable
 from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_body
 from service.observability import Metrics
 from service.settings import Settings
-from service.stores.es_logs import BulkFailed, LogPage, LogStore
+from service.stores.es_logs import BulkFailed, LogPage, LogStore, SeqCollision
 from service.stores.redis_logseq import LogSeqStore, Reservation
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ class LogService:
         deadline = time.monotonic() + lease_s * 0.6
         try:
             await self._lines.index_lines(job_id, reservation.job_created_ms, reservation.first_seq, docs, deadline)
+        except SeqCollision as collision:
+            await self._recover(space_id, job_id, reservation, idempotency_digest, body_digest, collision)
+            raise Unavailable("The log sequence was behind the stored lines and has been repaired; retry") from None
         except BaseException as exc:
             await self._abandon(space_id, job_id, reservation, idempotency_digest, body_digest)
             if isinstance(exc, BulkFailed):  # transport errors go on to the error middleware's 503 as they are
@@ -72,6 +75,36 @@ class LogService:
         self._metrics.watermark_lag.observe(max(0, reservation.last_seq - visible_seq))
         return answer
 
+    async def _recover(
+        self,
+        space_id: str,
+        job_id: str,
+        reservation: Reservation,
+        idempotency_digest: str | None,
+        body_digest: str,
+        collision: SeqCollision,
+    ) -> None:
+        """The seq counter fell behind the index, so this range overlaps lines acknowledged earlier. Keep those:
+        remove only what this append wrote, let readers show the range (it holds the older lines), and move the
+        counter past the highest stored seq so that the client's retry gets fresh seqs."""
+        log.error(
+            "log seq counter of job %s was behind the index (%s); Redis lost writes? repairing", job_id, collision
+        )
+        self._metrics.store_errors.labels("redis").inc()
+        await self._lines.delete_lines(job_id, reservation.job_created_ms, collision.ours)
+        await self._seqs.finish(
+            space_id,
+            job_id,
+            reservation,
+            idempotency_digest,
+            self._settings.idempotency_ttl_s,
+            body_digest,
+            None,
+            show=True,
+        )
+        stored = await self._lines.highest_seq(job_id, reservation.job_created_ms)
+        await self._seqs.catch_up(space_id, job_id, stored)
+
     async def _abandon(
         self,
         space_id: str,
@@ -92,7 +125,8 @@ class LogService:
 
     async def _delete_quietly(self, job_id: str, reservation: Reservation) -> None:
         try:
-            await self._lines.delete_range(job_id, reservation.job_created_ms, *_bounds(reservation))
+            seqs = range(reservation.first_seq, reservation.last_seq + 1)
+            await self._lines.delete_lines(job_id, reservation.job_created_ms, seqs)
         except Exception:
             log.warning("could not delete failed log range %s of job %s; reads exclude it", reservation.member, job_id)
 
@@ -111,7 +145,3 @@ class LogService:
                 "hasMore": page.has_more,
             },
         }
-
-
-def _bounds(reservation: Reservation) -> tuple[int, int]:
-    return reservation.first_seq, reservation.last_seq

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
+import elastic_transport
+import elasticsearch
 import orjson
 from elasticsearch import AsyncElasticsearch
 
@@ -24,11 +26,35 @@ from service.settings import Settings
 
 TEMPLATE_FILE_NAME = "joblogs.json"
 RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
+# A bulk request that failed as a whole (a dropped connection, an overloaded node) is retried for a moment: long
+# enough for a blip, short enough that an outage answers 503 at once rather than holding every writer.
+TRANSPORT_RETRY_S = 2.0
+REQUEST_FAILURES = (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout, elasticsearch.ApiError)
+DELETE_TIMEOUT_S = 5.0
 LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
 
 
 class BulkFailed(Exception):
     """Some lines could not be indexed within the time allowed."""
+
+
+class SeqCollision(Exception):
+    """Seqs reserved for an append already hold other lines: the seq counter fell behind the index (Redis lost
+    recent writes: a restart without fsync, a failover to a lagging replica). Those lines were acknowledged
+    once and must stay; ``ours`` are the seqs this append may have written."""
+
+    def __init__(self, foreign: frozenset[int], ours: frozenset[int]) -> None:
+        super().__init__(f"{len(foreign)} seq(s) already hold other lines")
+        self.foreign = foreign
+        self.ours = ours
+
+
+@dataclass(slots=True)
+class BulkOutcome:
+    created: set[int] = field(default_factory=set)
+    existing: set[int] = field(default_factory=set)  # 409
+    failed: list[int] = field(default_factory=list)
+    fatal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,24 +91,55 @@ class LogStore:
     async def index_lines(
         self, job_id: str, job_created_ms: int, first_seq: int, docs: Sequence[dict[str, Any]], deadline: float
     ) -> None:
-        """Index ``docs`` as seqs ``first_seq…``, searchable on return; retries transient failures until
-        ``deadline`` (monotonic). Raises `BulkFailed` (or a transport error) when that is not possible."""
+        """Index ``docs`` as seqs ``first_seq…``, searchable on return; retries transient failures (of lines or
+        of the whole request) until ``deadline`` (monotonic). Raises `BulkFailed` when that is not possible, and
+        `SeqCollision` when some of these seqs already hold other lines."""
         index = index_for(self._settings.index_prefix, job_created_ms)
         pending = {first_seq + offset: {**doc, "seq": first_seq + offset} for offset, doc in enumerate(docs)}
+        sent = dict(pending)
+        created: set[int] = set()
+        existing: set[int] = set()  # answered 409: an earlier attempt of ours, or another line (see below)
         delay_s = 0.05
+        transport_retry_until = min(deadline, time.monotonic() + TRANSPORT_RETRY_S)
         while True:
-            failed, fatal = await self._bulk_create(index, job_id, pending, deadline)
-            if not failed:
-                return
-            if fatal or time.monotonic() + delay_s >= deadline:
-                raise BulkFailed(f"{len(failed)} line(s) not indexed")
-            pending = {seq: pending[seq] for seq in failed}
+            try:
+                outcome = await self._bulk_create(index, job_id, pending, deadline)
+            except REQUEST_FAILURES as exc:
+                transient = not isinstance(exc, elasticsearch.ApiError) or exc.meta.status in RETRYABLE_ITEM_STATUSES
+                if not transient:
+                    raise
+                if time.monotonic() + delay_s >= transport_retry_until:
+                    raise BulkFailed(f"Elasticsearch failed the request: {type(exc).__name__}") from exc
+                outcome = BulkOutcome(failed=list(pending))
+            created |= outcome.created
+            existing |= outcome.existing
+            if not outcome.failed:
+                break
+            if outcome.fatal or time.monotonic() + delay_s >= deadline:
+                raise BulkFailed(f"{len(outcome.failed)} line(s) not indexed")
+            pending = {seq: pending[seq] for seq in outcome.failed}
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 1.0)
+        if existing - created:
+            foreign = await self._not_ours(index, job_id, {seq: sent[seq]["id"] for seq in existing - created})
+            if foreign:
+                raise SeqCollision(foreign, ours=frozenset(set(sent) - foreign))
+
+    async def _not_ours(self, index: str, job_id: str, line_ids: dict[int, str]) -> frozenset[int]:
+        """Of these seqs (answered 409), those whose stored line is not the one this append sent."""
+        response = await self._es.mget(
+            index=index,
+            ids=[f"{job_id}:{seq}" for seq in line_ids],
+            routing=job_id,
+            source_includes=["id", "seq"],
+            realtime=True,
+        )
+        stored = {doc["_source"]["seq"]: doc["_source"]["id"] for doc in response["docs"] if doc.get("found")}
+        return frozenset(seq for seq, line_id in line_ids.items() if stored.get(seq) != line_id)
 
     async def _bulk_create(
         self, index: str, job_id: str, docs: dict[int, dict[str, Any]], deadline: float
-    ) -> tuple[list[int], bool]:
+    ) -> BulkOutcome:
         operations: list[bytes] = []
         for seq, doc in docs.items():
             operations.append(orjson.dumps({"create": {"_index": index, "_id": f"{job_id}:{seq}"}}))
@@ -95,27 +152,46 @@ class LogStore:
             filter_path="errors,items.*.status,items.*._id",
         )
         if not response.get("errors"):
-            return [], False
-        failed: list[int] = []
-        fatal = False
+            return BulkOutcome(created=set(docs))
+        outcome = BulkOutcome()
         for item in response["items"]:
             result = item["create"]
             status = int(result["status"])
-            # 409: the line is already there, from an earlier attempt of this same range.
-            if status < 300 or status == 409:
-                continue
-            failed.append(int(result["_id"].rsplit(":", 1)[1]))
-            fatal = fatal or status not in RETRYABLE_ITEM_STATUSES
-        return failed, fatal
+            seq = int(result["_id"].rsplit(":", 1)[1])
+            if status < 300:
+                outcome.created.add(seq)
+            elif status == 409:
+                outcome.existing.add(seq)
+            else:
+                outcome.failed.append(seq)
+                outcome.fatal = outcome.fatal or status not in RETRYABLE_ITEM_STATUSES
+        return outcome
 
-    async def delete_range(self, job_id: str, job_created_ms: int, first_seq: int, last_seq: int) -> None:
-        """Remove whatever part of an abandoned range reached the index (best effort, by id)."""
+    async def delete_lines(self, job_id: str, job_created_ms: int, seqs: Iterable[int]) -> None:
+        """Remove these lines, if they reached the index (best effort, by id, briefly: a clean-up must not hold
+        up the answer long)."""
         index = index_for(self._settings.index_prefix, job_created_ms)
-        operations = [
-            orjson.dumps({"delete": {"_index": index, "_id": f"{job_id}:{seq}"}})
-            for seq in range(first_seq, last_seq + 1)
-        ]
-        await self._es.bulk(operations=cast(Sequence[dict[str, Any]], operations), routing=job_id, refresh="wait_for")
+        operations = [orjson.dumps({"delete": {"_index": index, "_id": f"{job_id}:{seq}"}}) for seq in seqs]
+        if operations:
+            await self._es.options(request_timeout=DELETE_TIMEOUT_S).bulk(
+                operations=cast(Sequence[dict[str, Any]], operations), routing=job_id, refresh="wait_for"
+            )
+
+    async def highest_seq(self, job_id: str, job_created_ms: int) -> int:
+        """The highest seq stored for the job (0 if none)."""
+        response = await self._es.search(
+            index=index_for(self._settings.index_prefix, job_created_ms),
+            routing=job_id,
+            query={"term": {"job_id": job_id}},
+            sort=[{"seq": {"order": "desc"}}],
+            size=1,
+            track_total_hits=False,
+            source=False,
+            ignore_unavailable=True,
+            filter_path="hits.hits.sort",
+        )
+        hits = response.get("hits", {}).get("hits", [])
+        return int(hits[0]["sort"][0]) if hits else 0
 
     async def search(
         self,

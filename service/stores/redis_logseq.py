@@ -101,13 +101,14 @@ return {1, first, last, created}
 # KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
 # ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = the append failed)
 # ARGV[4] how long to keep the answer for the idempotency key (s); 0 when no key is in use
+# ARGV[5] 'show' = readers may show the range (the append succeeded, or its seqs hold older lines), else abandon
 # → {1, watermark} finished in time | {0, watermark} the lease had expired: the range was abandoned
 FINISH_LUA = (
     _ADVANCE
     + """
 local held = redis.call('ZREM', KEYS[1], ARGV[1])
 if held == 1 then
-  if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) else abandon(ARGV[1]) end
+  if ARGV[5] == 'show' then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) else abandon(ARGV[1]) end
 end
 if ARGV[4] ~= '0' then
   if held == 1 and ARGV[3] ~= '' then
@@ -119,6 +120,18 @@ end
 return {held, advance()}
 """
 )
+
+# KEYS[1] seq counter   KEYS[2] done   ARGV[1] the highest seq stored in Elasticsearch
+# The counter fell behind the index (Redis lost writes): move it past what is stored, and let the watermark
+# cross the seqs skipped over (they hold lines acknowledged before the loss).   → the counter
+CATCH_UP_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local stored = tonumber(ARGV[1])
+if stored <= current then return current end
+redis.call('SET', KEYS[1], stored)
+redis.call('ZADD', KEYS[2], current + 1, (current + 1) .. ':' .. stored)
+return stored
+"""
 
 # KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash   KEYS[5] abandoned
 # ARGV[1] how many abandoned ranges to return at most
@@ -168,6 +181,7 @@ class LogSeqStore:
         self._reserve = redis.register_script(RESERVE_LUA)
         self._finish = redis.register_script(FINISH_LUA)
         self._watermark = redis.register_script(WATERMARK_LUA)
+        self._catch_up = redis.register_script(CATCH_UP_LUA)
 
     async def reserve(
         self,
@@ -206,11 +220,15 @@ class LogSeqStore:
         idempotency_ttl_s: int,
         body_digest: str,
         answer: bytes | None,
+        *,
+        show: bool | None = None,
     ) -> tuple[bool, int]:
-        """Mark a range finished (``answer`` set) or failed. Returns whether it was still held (False: its lease
-        had expired and readers abandoned it) and the watermark afterwards."""
+        """Mark a range finished (``answer`` set) or failed. Readers show it (``show``, by default when there is an
+        answer) or never will. Returns whether it was still held (False: its lease had expired and readers
+        abandoned it) and the watermark afterwards."""
         keys = SpaceKeys(space_id)
         kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
+        shown = answer is not None if show is None else show
         finishing = self._finish(
             keys=[
                 keys.log_inflight(job_id),
@@ -219,10 +237,22 @@ class LogSeqStore:
                 keys.idempotency(job_id, idempotency_digest or "-"),
                 keys.log_abandoned(job_id),
             ],
-            args=[reservation.member, reservation.first_seq, kept, idempotency_ttl_s if idempotency_digest else 0],
+            args=[
+                reservation.member,
+                reservation.first_seq,
+                kept,
+                idempotency_ttl_s if idempotency_digest else 0,
+                "show" if shown else "abandon",
+            ],
         )
         reply = await self._cache.writing(_window_keys(keys, job_id), finishing)
         return int(reply[0]) == 1, int(reply[1])
+
+    async def catch_up(self, space_id: str, job_id: str, stored_seq: int) -> int:
+        """Move the job's seq counter past ``stored_seq`` if it is behind (see CATCH_UP_LUA); the counter."""
+        keys = SpaceKeys(space_id)
+        catching_up = self._catch_up(keys=[keys.log_seq(job_id), keys.log_done(job_id)], args=[stored_seq])
+        return int(await self._cache.writing(_window_keys(keys, job_id), catching_up))
 
     async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
         """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
