@@ -92,16 +92,7 @@ class LogService:
         )
         self._metrics.store_errors.labels("redis").inc()
         await self._lines.delete_lines(job_id, reservation.job_created_ms, collision.ours)
-        await self._seqs.finish(
-            space_id,
-            job_id,
-            reservation,
-            idempotency_digest,
-            self._settings.idempotency_ttl_s,
-            body_digest,
-            None,
-            show=True,
-        )
+        await self._release(space_id, job_id, reservation, idempotency_digest, body_digest, show=True)
         stored = await self._lines.highest_seq(job_id, reservation.job_created_ms)
         await self._seqs.catch_up(space_id, job_id, stored)
 
@@ -117,11 +108,31 @@ class LogService:
         of it reached the index. Either step may fail while a store is down: the lease then expires by itself."""
         await self._delete_quietly(job_id, reservation)
         try:
-            await self._seqs.finish(
-                space_id, job_id, reservation, idempotency_digest, self._settings.idempotency_ttl_s, body_digest, None
-            )
+            await self._release(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
         except Exception:
             log.warning("could not release log range %s of job %s; its lease will expire", reservation.member, job_id)
+
+    async def _release(
+        self,
+        space_id: str,
+        job_id: str,
+        reservation: Reservation,
+        idempotency_digest: str | None,
+        body_digest: str,
+        *,
+        show: bool,
+    ) -> None:
+        """Finish a failed append's range: no answer is kept for its Idempotency-Key (a retry may proceed)."""
+        await self._seqs.finish(
+            space_id,
+            job_id,
+            reservation,
+            idempotency_digest,
+            self._settings.idempotency_ttl_s,
+            body_digest,
+            None,
+            show=show,
+        )
 
     async def _delete_quietly(self, job_id: str, reservation: Reservation) -> None:
         try:
