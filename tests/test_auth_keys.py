@@ -9,13 +9,15 @@ import time
 from typing import Any, cast
 
 import orjson
+import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from dirty_equals import IsStr
 from redis.asyncio import Redis
 
-from service.services.auth import LEASE_TTL_S
+from service.services.auth import LEASE_TTL_S, Authenticator
 from service.stores.keyspace import text
+from service.stores.redis_keys import AuthResult, KeyStore
 from tests.conftest import AppFactory, Tenant, body, create_job, raw_exchange
 
 MISSING = {"error": "Missing API key: send x-api-key or Authorization: Bearer"}
@@ -179,3 +181,46 @@ async def test_a_key_of_bytes_that_are_not_text_is_401(client: TestClient[Any, A
         request = b"GET /api/v1/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV HTTP/1.1\r\nHost: h\r\nConnection: close\r\n"
         status, payload = await raw_exchange(client.port, request + header + b"\r\n\r\n")
         assert (status, orjson.loads(payload)) == (401, INVALID)
+
+
+@pytest.mark.parametrize("rate_limit_per_s", [20, 1000])
+async def test_concurrent_requests_of_one_key_are_each_answered_once_promptly(
+    make_client: AppFactory, tenant: Tenant, rate_limit_per_s: int
+) -> None:
+    """Waves of concurrent calls of one key: leases renewed under contention never spin, never overdraw."""
+    client = await make_client(rate_limit_per_s=rate_limit_per_s)
+    headers = await tenant.key("jobs:read")
+    path = f"/api/v1/spaces/{tenant.space_id}/jobs"
+    started = time.monotonic()
+    admitted = 0
+    for _ in range(5):
+        wave = await asyncio.wait_for(asyncio.gather(*(client.get(path, headers=headers) for _ in range(100))), 10)
+        statuses = [response.status for response in wave]
+        assert set(statuses) <= {200, 429}
+        admitted += statuses.count(200)
+    elapsed_s = time.monotonic() - started
+    assert admitted >= min(500, rate_limit_per_s)  # at least a full bucket got through
+    assert admitted <= rate_limit_per_s * (1 + elapsed_s) + 1  # and never more than the bucket allows
+
+
+class SlowKeyStore(KeyStore):
+    """The real store, answering after a delay: Redis failing over, or restarting with a big dataset."""
+
+    def __init__(self, redis: Redis, delay_s: float) -> None:
+        super().__init__(redis)
+        self.delay_s = delay_s
+        self.calls = 0
+
+    async def authenticate(self, api_key: str, rate_limit_per_s: int, wanted_tokens: int = 1) -> AuthResult:
+        self.calls += 1
+        await asyncio.sleep(self.delay_s)
+        return await super().authenticate(api_key, rate_limit_per_s, wanted_tokens)
+
+
+async def test_a_redis_slower_than_a_lease_still_admits_with_one_renewal(redis: Redis, tenant: Tenant) -> None:
+    keys = SlowKeyStore(redis, delay_s=LEASE_TTL_S * 1.2)
+    authenticator = Authenticator(keys, rate_limit_per_s=1000)
+    api_key = (await tenant.key("jobs:read"))["x-api-key"]
+    principals = await asyncio.wait_for(asyncio.gather(*(authenticator.admit(api_key) for _ in range(10))), 5)
+    assert {principal.space_id for principal in principals} == {tenant.space_id}
+    assert keys.calls == 1
