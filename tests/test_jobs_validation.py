@@ -126,6 +126,8 @@ CREATE_BODIES: dict[str, tuple[Any, str | IsStr]] = {
     "callbackUrl host with a space": ({"name": "a", "callbackUrl": "http://exa mple.com/"}, CALLBACK_URL_ERROR),
     "callbackUrl port out of range": ({"name": "a", "callbackUrl": "http://e.com:99999/"}, CALLBACK_URL_ERROR),
     "callbackUrl without host": ({"name": "a", "callbackUrl": "http:///hook"}, CALLBACK_URL_ERROR),
+    "callbackUrl with CR LF": ({"name": "a", "callbackUrl": "http://h/a\r\nX-Injected: y"}, CALLBACK_URL_ERROR),
+    "callbackUrl with a space": ({"name": "a", "callbackUrl": "http://h/a b"}, CALLBACK_URL_ERROR),
     "payload nested too deeply": (
         b'{"name": "a", "payload": {"a": ' + b"[" * DEEP + b"]" * DEEP + b"}}",
         "payload is nested too deeply: at most 251 levels",
@@ -137,6 +139,10 @@ CREATE_BODIES: dict[str, tuple[Any, str | IsStr]] = {
     "callbackHeaders name not a token": (
         {"name": "a", "callbackHeaders": {"X(": "v"}},
         "callbackHeaders.X( is not a valid HTTP header",
+    ),
+    "callbackHeaders value with a C1 control": (
+        {"name": "a", "callbackHeaders": {"X-Token": "a\x85b"}},
+        "callbackHeaders.X-Token is not a valid HTTP header",
     ),
     "callbackHeaders Content-Length": (
         {"name": "a", "callbackHeaders": {"Content-Length": "5"}},

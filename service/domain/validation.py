@@ -28,7 +28,9 @@ MAX_JSON_DEPTH = 254  # what orjson can write back
 
 MAX_CALLBACK_HEADERS = 50
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")  # an RFC 9110 token
-HEADER_VALUE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]{0,8192}")  # no control characters: no CR/LF injection
+# no control characters (C0, DEL, C1, line and paragraph separators): nothing that could split a header
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e\xa0-\u2027\u202a-\U0010ffff]{0,8192}")
+URL_FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")  # what yarl would quietly rewrite or drop
 HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?|[A-Za-z0-9_]{1,63}")
 # Headers that describe the request's own framing or target: joblens sets them, a job must not.
 FRAMING_HEADERS = frozenset(
@@ -190,7 +192,7 @@ def _callback_url(value: Any, where: str) -> str | None:
         f"{where}callbackUrl must be an absolute http(s) URL of at most {MAX_CALLBACK_URL_CHARS} characters "
         "with a valid host name or IP address"
     )
-    if not isinstance(value, str) or len(value) > MAX_CALLBACK_URL_CHARS:
+    if not isinstance(value, str) or len(value) > MAX_CALLBACK_URL_CHARS or URL_FORBIDDEN.search(value):
         raise InvalidParam(problem)
     try:
         url = URL(value)

@@ -48,12 +48,11 @@ class LogService:
         deadline = time.monotonic() + lease_s * 0.6
         try:
             await self._lines.index_lines(job_id, reservation.job_created_ms, reservation.first_seq, docs, deadline)
-        except SeqCollision as collision:
-            await self._recover(space_id, job_id, reservation, idempotency_digest, body_digest, collision)
-            raise Unavailable("The log sequence was behind the stored lines and has been repaired; retry") from None
         except BaseException as exc:
-            await self._abandon(space_id, job_id, reservation, idempotency_digest, body_digest)
-            if isinstance(exc, BulkFailed):  # transport errors go on to the error middleware's 503 as they are
+            repaired = await self._give_up(space_id, job_id, reservation, docs, idempotency_digest, body_digest)
+            if repaired and isinstance(exc, Exception):
+                raise Unavailable("The log sequence was behind the stored lines and has been repaired; retry") from None
+            if isinstance(exc, BulkFailed | SeqCollision):  # transport errors reach the error middleware's 503
                 self._metrics.store_errors.labels("elasticsearch").inc()
                 log.warning("log lines of job %s not stored: %s", job_id, exc)
                 raise Unavailable("Elasticsearch could not store the log lines; nothing was stored") from exc
@@ -75,40 +74,71 @@ class LogService:
         self._metrics.watermark_lag.observe(max(0, reservation.last_seq - visible_seq))
         return answer
 
-    async def _recover(
+    async def _give_up(
         self,
         space_id: str,
         job_id: str,
         reservation: Reservation,
+        docs: list[dict[str, Any]],
         idempotency_digest: str | None,
         body_digest: str,
-        collision: SeqCollision,
-    ) -> None:
-        """The seq counter fell behind the index, so this range overlaps lines acknowledged earlier. Keep those:
-        remove only what this append wrote, let readers show the range (it holds the older lines), and move the
-        counter past the highest stored seq so that the client's retry gets fresh seqs."""
+    ) -> bool:
+        """A failed append: remove what of it reached the index and finish its range. Returns True when the range
+        turned out to hold older lines (the seq counter was behind the index, see `SeqCollision`): those stay
+        (the range is shown) and the counter is moved past the highest stored seq. Otherwise the range is
+        abandoned: readers never show it.
+
+        Only lines this append sent (same seq, same line id) are deleted; every step is best effort, since one
+        store or the other may be down: a range left in flight is abandoned when its lease expires."""
+        sent = {reservation.first_seq + offset: str(doc["id"]) for offset, doc in enumerate(docs)}
+        created_ms = reservation.job_created_ms
+        try:
+            stored = await self._lines.stored_line_ids(job_id, created_ms, sent)
+        except Exception as exc:
+            log.warning(
+                "could not look at failed log range %s of job %s (%s); abandoning it", reservation.member, job_id, exc
+            )
+            await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
+            return False
+        older = {seq for seq, line_id in stored.items() if line_id != sent[seq]}
+        try:
+            await self._lines.delete_lines(job_id, created_ms, [seq for seq in stored if seq not in older])
+        except Exception as exc:
+            log.warning("could not delete failed log range %s of job %s (%s)", reservation.member, job_id, exc)
+            if not older:  # abandoning the range hides what could not be deleted
+                await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
+                return False
+            # older lines were acknowledged once and must stay visible, even beside a line of this failed append
+        if not older:
+            await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
+            return False
         log.error(
-            "log seq counter of job %s was behind the index (%s); Redis lost writes? repairing", job_id, collision
+            "log seq counter of job %s was behind the index (%d seqs of range %s held older lines); "
+            "Redis lost writes? repairing",
+            job_id,
+            len(older),
+            reservation.member,
         )
         self._metrics.store_errors.labels("redis").inc()
-        await self._lines.delete_lines(job_id, reservation.job_created_ms, collision.ours)
-        await self._release(space_id, job_id, reservation, idempotency_digest, body_digest, show=True)
-        stored = await self._lines.highest_seq(job_id, reservation.job_created_ms)
-        await self._seqs.catch_up(space_id, job_id, stored)
+        await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=True)
+        try:
+            await self._seqs.catch_up(space_id, job_id, await self._lines.highest_seq(job_id, created_ms))
+        except Exception as exc:  # the next append meets the same lines and repairs again
+            log.warning("could not move the log seq counter of job %s: %s", job_id, exc)
+        return True
 
-    async def _abandon(
+    async def _release_quietly(
         self,
         space_id: str,
         job_id: str,
         reservation: Reservation,
         idempotency_digest: str | None,
         body_digest: str,
+        *,
+        show: bool,
     ) -> None:
-        """Give the range up (so the watermark moves on and readers never show it) and remove whatever part
-        of it reached the index. Either step may fail while a store is down: the lease then expires by itself."""
-        await self._delete_quietly(job_id, reservation)
         try:
-            await self._release(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
+            await self._release(space_id, job_id, reservation, idempotency_digest, body_digest, show=show)
         except Exception:
             log.warning("could not release log range %s of job %s; its lease will expire", reservation.member, job_id)
 
@@ -143,9 +173,12 @@ class LogService:
 
     async def read(self, space_id: str, job_id: str, query: LogQuery) -> dict[str, Any]:
         window = await self._seqs.read_window(space_id, job_id)
-        page: LogPage = await self._lines.search(
-            job_id, window.job_created_ms, window.visible_seq, window.abandoned, query
-        )
+        if window.visible_seq == 0:
+            # Nothing to show yet, so nothing to ask: the job's index may not even exist, or (created this instant
+            # by another writer's first bulk) have no started shard, which Elasticsearch answers with a 503.
+            page = LogPage([], has_more=False)
+        else:
+            page = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, window.abandoned, query)
         lines = page.lines
         return {
             "logs": lines,

@@ -127,15 +127,19 @@ class LogStore:
 
     async def _not_ours(self, index: str, job_id: str, line_ids: dict[int, str]) -> frozenset[int]:
         """Of these seqs (answered 409), those whose stored line is not the one this append sent."""
-        response = await self._es.mget(
-            index=index,
-            ids=[f"{job_id}:{seq}" for seq in line_ids],
-            routing=job_id,
-            source_includes=["id", "seq"],
-            realtime=True,
-        )
-        stored = {doc["_source"]["seq"]: doc["_source"]["id"] for doc in response["docs"] if doc.get("found")}
+        stored = await self._stored_ids(index, job_id, line_ids)
         return frozenset(seq for seq, line_id in line_ids.items() if stored.get(seq) != line_id)
+
+    async def stored_line_ids(self, job_id: str, job_created_ms: int, seqs: Iterable[int]) -> dict[int, str]:
+        """seq → id of the line stored at that seq, for those of ``seqs`` that hold one."""
+        return await self._stored_ids(index_for(self._settings.index_prefix, job_created_ms), job_id, seqs)
+
+    async def _stored_ids(self, index: str, job_id: str, seqs: Iterable[int]) -> dict[int, str]:
+        ids = [f"{job_id}:{seq}" for seq in seqs]
+        if not ids:
+            return {}
+        response = await self._es.mget(index=index, ids=ids, routing=job_id, source_includes=["id", "seq"])
+        return {doc["_source"]["seq"]: doc["_source"]["id"] for doc in response["docs"] if doc.get("found")}
 
     async def _bulk_create(
         self, index: str, job_id: str, docs: dict[int, dict[str, Any]], deadline: float
@@ -168,14 +172,22 @@ class LogStore:
         return outcome
 
     async def delete_lines(self, job_id: str, job_created_ms: int, seqs: Iterable[int]) -> None:
-        """Remove these lines, if they reached the index (best effort, by id, briefly: a clean-up must not hold
-        up the answer long)."""
+        """Remove these lines, briefly (a clean-up must not hold up the answer long); `BulkFailed` when one of
+        them may still be there."""
         index = index_for(self._settings.index_prefix, job_created_ms)
         operations = [orjson.dumps({"delete": {"_index": index, "_id": f"{job_id}:{seq}"}}) for seq in seqs]
-        if operations:
-            await self._es.options(request_timeout=DELETE_TIMEOUT_S).bulk(
-                operations=cast(Sequence[dict[str, Any]], operations), routing=job_id, refresh="wait_for"
-            )
+        if not operations:
+            return
+        response = await self._es.options(request_timeout=DELETE_TIMEOUT_S).bulk(
+            operations=cast(Sequence[dict[str, Any]], operations),
+            routing=job_id,
+            refresh="wait_for",
+            filter_path="errors,items.*.status",
+        )
+        if response.get("errors"):
+            kept = [item for item in response["items"] if int(item["delete"]["status"]) not in (200, 404)]
+            if kept:
+                raise BulkFailed(f"{len(kept)} line(s) not deleted")
 
     async def highest_seq(self, job_id: str, job_created_ms: int) -> int:
         """The highest seq stored for the job (0 if none)."""
