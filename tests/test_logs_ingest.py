@@ -171,6 +171,10 @@ async def test_more_than_1000_lines_or_5_mib_is_413_and_nothing_is_stored(
     too_many = [{"message": f"line {i}"} for i in range(1001)]
     response = await client.post(f"/api/v1/jobs/{job_id}/logs", json=too_many, headers=admin)
     assert await body(response, 413) == {"error": "logs may hold at most 1000 lines per request, got 1001"}
+    ndjson = b"\n".join(orjson.dumps(line) for line in too_many)
+    headers = {**admin, "Content-Type": "application/x-ndjson"}
+    response = await client.post(f"/api/v1/jobs/{job_id}/logs", data=ndjson, headers=headers)
+    assert await body(response, 413) == {"error": "logs may hold at most 1000 lines per request, got more"}
     too_big = orjson.dumps([{"message": "x" * 30_000}] * 180)
     assert len(too_big) > 5 * 1024 * 1024
     response = await client.post(f"/api/v1/jobs/{job_id}/logs", data=io.BytesIO(too_big), headers=admin)

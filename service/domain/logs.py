@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -66,10 +67,16 @@ def _levels(given: list[str]) -> tuple[str, ...]:
 def parse_log_body(body: bytes, content_type: str, max_lines: int) -> list[Any]:
     """The raw line objects of an ingest body: ``{"logs": [...]}``, a bare array, or NDJSON."""
     if content_type == "application/x-ndjson":
-        lines: list[Any] = []
-        for number, raw in enumerate(body.splitlines()):
-            if raw.strip():  # blank lines are skipped: logs[i] counts lines that hold a value, as field errors do
-                lines.append(parse_json(raw, f"logs[{len(lines)}] (NDJSON line {number + 1})"))
+        # blank lines are skipped: logs[i] counts lines that hold a value, as field errors do
+        # At most one line more than allowed is looked at, and none is parsed before the count is known to be
+        # right: 5 MiB of tiny lines would otherwise hold up the event loop.
+        valued = ((number, raw) for number, raw in enumerate(body.splitlines()) if raw.strip())
+        numbered = list(itertools.islice(valued, max_lines + 1))
+        if len(numbered) > max_lines:
+            raise TooLarge(f"logs may hold at most {max_lines} lines per request, got more")
+        lines = [
+            parse_json(raw, f"logs[{index}] (NDJSON line {number + 1})") for index, (number, raw) in enumerate(numbered)
+        ]
     else:
         document = parse_json(body)
         if isinstance(document, dict) and set(document) == {"logs"}:

@@ -30,7 +30,7 @@ RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
 # enough for a blip, short enough that an outage answers 503 at once rather than holding every writer.
 TRANSPORT_RETRY_S = 2.0
 REQUEST_FAILURES = (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout, elasticsearch.ApiError)
-DELETE_TIMEOUT_S = 5.0
+CLEANUP_TIMEOUT_S = 5.0  # looking at and deleting what a failed append left: must not hold up its answer long
 LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
 
 
@@ -131,14 +131,18 @@ class LogStore:
         return frozenset(seq for seq, line_id in line_ids.items() if stored.get(seq) != line_id)
 
     async def stored_line_ids(self, job_id: str, job_created_ms: int, seqs: Iterable[int]) -> dict[int, str]:
-        """seq → id of the line stored at that seq, for those of ``seqs`` that hold one."""
-        return await self._stored_ids(index_for(self._settings.index_prefix, job_created_ms), job_id, seqs)
+        """seq → id of the line stored at that seq, for those of ``seqs`` that hold one (a clean-up: brief)."""
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        return await self._stored_ids(index, job_id, seqs, CLEANUP_TIMEOUT_S)
 
-    async def _stored_ids(self, index: str, job_id: str, seqs: Iterable[int]) -> dict[int, str]:
+    async def _stored_ids(
+        self, index: str, job_id: str, seqs: Iterable[int], timeout_s: float | None = None
+    ) -> dict[int, str]:
         ids = [f"{job_id}:{seq}" for seq in seqs]
         if not ids:
             return {}
-        response = await self._es.mget(index=index, ids=ids, routing=job_id, source_includes=["id", "seq"])
+        client = self._es if timeout_s is None else self._es.options(request_timeout=timeout_s)
+        response = await client.mget(index=index, ids=ids, routing=job_id, source_includes=["id", "seq"])
         return {doc["_source"]["seq"]: doc["_source"]["id"] for doc in response["docs"] if doc.get("found")}
 
     async def _bulk_create(
@@ -178,7 +182,7 @@ class LogStore:
         operations = [orjson.dumps({"delete": {"_index": index, "_id": f"{job_id}:{seq}"}}) for seq in seqs]
         if not operations:
             return
-        response = await self._es.options(request_timeout=DELETE_TIMEOUT_S).bulk(
+        response = await self._es.options(request_timeout=CLEANUP_TIMEOUT_S).bulk(
             operations=cast(Sequence[dict[str, Any]], operations),
             routing=job_id,
             refresh="wait_for",
