@@ -142,7 +142,7 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
-    worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS]), app[SETTINGS])
+    worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS]), app[LOGS], app[SETTINGS])
     async with _running(worker.run, stop_timeout_s=app[SETTINGS].callback_timeout_s + 5, name="joblens-background"):
         yield
 

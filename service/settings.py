@@ -51,6 +51,7 @@ class Settings:
     idle_timeout_s: float = 30.0
     max_log_lines: int = 1000
     log_lease_s: float = 30.0
+    log_cleanup_grace_s: float = 300.0
     idempotency_ttl_s: int = 24 * 3600
     timeout_loop_interval_s: float = 0.5
     callback_timeout_s: float = 10.0
@@ -101,6 +102,12 @@ class Settings:
                 "a number of seconds from 0.001 to half of JOBLENS_LOG_LEASE_S",
             ),
             *((0 < getattr(self, name) <= MAX_DURATION_S, name, _DURATION_ALLOWED) for name in durations_s),
+            (
+                # A writer gives up within its lease; what it sent may still land a little later.
+                self.log_lease_s <= self.log_cleanup_grace_s <= MAX_DURATION_S,
+                "log_cleanup_grace_s",
+                f"a number of seconds from JOBLENS_LOG_LEASE_S to {MAX_DURATION_S}",
+            ),
             (
                 1 <= self.idempotency_ttl_s <= MAX_IDEMPOTENCY_TTL_S,
                 "idempotency_ttl_s",
@@ -185,6 +192,7 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "idle_timeout_s": _FLOAT,
     "max_log_lines": _INT,
     "log_lease_s": _FLOAT,
+    "log_cleanup_grace_s": _FLOAT,
     "idempotency_ttl_s": _INT,
     "timeout_loop_interval_s": _FLOAT,
     "callback_timeout_s": _FLOAT,

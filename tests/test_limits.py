@@ -115,9 +115,11 @@ async def test_a_burst_from_one_key_does_not_slow_another_key(
     # both keys share one server process, so the burst's own work is felt; the limiter adds nothing per key)
     assert {status for status, _ in during} == {200}
     assert statistics.median(latency for _, latency in during) < max(0.5, 20 * statistics.median(baseline))
-    limited = await client.get(url, headers=noisy)
-    assert limited.status == 429
-    assert int(limited.headers["Retry-After"]) >= 1
+    # still limited: of ten more at once (the bucket refills one token every 50 ms), most are refused
+    after = await asyncio.gather(*(client.get(url, headers=noisy) for _ in range(10)))
+    limited = [response for response in after if response.status == 429]
+    assert len(limited) >= 5
+    assert all(int(response.headers["Retry-After"]) >= 1 for response in limited)
 
 
 async def test_keys_and_callback_secrets_never_reach_the_logs(

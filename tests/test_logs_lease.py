@@ -1,4 +1,5 @@
-"""A writer that dies after reserving seqs holds tailers back only until its lease expires."""
+"""A writer that dies after reserving seqs holds tailers back only until its lease expires; the janitor later
+removes what it left in the index."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from redis.asyncio import Redis
 from service.domain.clock import ms_from_iso
 from service.settings import Settings
 from service.stores.es_logs import index_for
+from service.stores.keyspace import SpaceKeys
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
-from tests.conftest import Tenant, create_job
+from tests.conftest import AppFactory, Tenant, create_job
 from tests.logs_helpers import append, page, seqs
 
 
@@ -70,3 +72,54 @@ async def test_lines_behind_a_dead_writer_appear_when_its_lease_expires(
     assert seqs(await page(client, job["id"], admin)) == [1, 5, 6]
     assert seqs(await page(client, job["id"], admin, q="acknowledged")) == []
     assert seqs(await page(client, job["id"], admin, before=5)) == [1]
+
+
+async def test_the_janitor_removes_what_dead_writers_left_and_readers_forget_their_ranges(
+    client: TestClient[Any, Any],
+    make_client: AppFactory,
+    tenant: Tenant,
+    admin: dict[str, str],
+    redis: Redis,
+    es: AsyncElasticsearch,
+    settings: Settings,
+) -> None:
+    job = await create_job(client, tenant, admin)
+    seq_store = LogSeqStore(redis, ReadCache(redis, max_entries=0))
+    index = index_for(settings.index_prefix, ms_from_iso(job["createdAt"]))
+    for crash in range(3):  # acknowledged lines, each followed by a writer that dies after part of its bulk landed
+        await append(client, job["id"], admin, [{"message": f"kept {crash}"}])
+        dead = await seq_store.reserve(tenant.space_id, job["id"], 2, 200, None, "-")
+        assert not isinstance(dead, bytes)
+        orphan = {
+            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "job_id": job["id"],
+            "space_id": tenant.space_id,
+            "seq": dead.first_seq,
+            "level": "info",
+            "message": "never acknowledged",
+            "logged_at": job["createdAt"],
+            "created_at": job["createdAt"],
+        }
+        await es.index(index=index, id=f"{job['id']}:{dead.first_seq}", routing=job["id"], document=orphan)
+    await es.indices.refresh(index=index)
+    await asyncio.sleep(0.3)  # every lease has run out
+    await append(client, job["id"], admin, [{"message": "kept 3"}])  # abandons the three ranges
+    keys = SpaceKeys(tenant.space_id)
+    assert await redis.zcard(keys.log_abandoned(job["id"])) == 3
+    expected = ["kept 0", "kept 1", "kept 2", "kept 3"]
+    assert [line["message"] for line in (await page(client, job["id"], admin))["logs"]] == expected
+
+    await asyncio.sleep(1.0)  # the grace period below: a bulk still on its way would have landed by now
+    await make_client(background_tasks=True, log_lease_s=1.0, log_cleanup_grace_s=1.0)  # its first tick cleans
+
+    async def orphans() -> int:
+        found = await es.count(index=index, query={"term": {"message": "acknowledged"}})
+        return int(found["count"])
+
+    deadline = time.monotonic() + 10
+    while await redis.zcard(keys.log_abandoned(job["id"])) or await orphans():
+        assert time.monotonic() < deadline, "the janitor did not clean the abandoned ranges"
+        await asyncio.sleep(0.05)
+    assert await redis.zscore(keys.logs_to_clean, job["id"]) is None
+    assert [line["message"] for line in (await page(client, job["id"], admin))["logs"]] == expected
+    assert (await append(client, job["id"], admin, [{"message": "kept 4"}]))["firstSeq"] == 11

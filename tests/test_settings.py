@@ -7,6 +7,7 @@ import pytest
 from service.settings import Settings, SettingsError
 
 DURATION_MUST = "must be a number of seconds in (0, 86400]"
+GRACE_MUST = "JOBLENS_LOG_CLEANUP_GRACE_S must be a number of seconds from JOBLENS_LOG_LEASE_S to 86400"
 TTL_MUST = "JOBLENS_IDEMPOTENCY_TTL_S must be an integer number of seconds between 1 and 31536000 (a year)"
 REFRESH_MUST = "JOBLENS_INDEX_REFRESH_INTERVAL_S must be a number of seconds from 0.001 to half of JOBLENS_LOG_LEASE_S"
 PREFIX_MUST = (
@@ -31,6 +32,7 @@ def test_values_are_parsed_into_their_types() -> None:
             "JOBLENS_ELASTICSEARCH_URL": "http://a:9200, http://b:9200",
             "JOBLENS_RATE_LIMIT_PER_S": "50",
             "JOBLENS_LOG_LEASE_S": "12.5",
+            "JOBLENS_LOG_CLEANUP_GRACE_S": "12.5",
             "JOBLENS_BACKGROUND_TASKS": "false",
             "JOBLENS_READ_CACHE_ENTRIES": "0",
             "JOBLENS_ACCESS_LOG": "off",
@@ -41,7 +43,7 @@ def test_values_are_parsed_into_their_types() -> None:
         ("http://a:9200", "http://b:9200"),
         50,
     )
-    assert settings.log_lease_s == 12.5
+    assert (settings.log_lease_s, settings.log_cleanup_grace_s) == (12.5, 12.5)
     assert settings.background_tasks is False
     assert (settings.read_cache_entries, settings.access_log) == (0, False)
 
@@ -63,6 +65,8 @@ def test_values_are_parsed_into_their_types() -> None:
             "JOBLENS_READ_CACHE_ENTRIES must be an integer >= 0 (0 turns the cache off)",
         ),
         ("JOBLENS_INDEX_PREFIX", "Logs_", "JOBLENS_INDEX_PREFIX must be lower-case letters, digits and '-'"),
+        ("JOBLENS_LOG_CLEANUP_GRACE_S", "29", f"{GRACE_MUST}, got 29.0"),
+        ("JOBLENS_LOG_CLEANUP_GRACE_S", "inf", f"{GRACE_MUST}, got inf"),
         ("JOBLENS_IDEMPOTENCY_TTL_S", "-1", f"{TTL_MUST}, got -1"),
         ("JOBLENS_IDEMPOTENCY_TTL_S", "0", f"{TTL_MUST}, got 0"),
         ("JOBLENS_IDEMPOTENCY_TTL_S", "99999999999999999999", f"{TTL_MUST}, got 99999999999999999999"),

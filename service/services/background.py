@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import aiohttp
@@ -18,6 +17,7 @@ import orjson
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.jobs import event_record
 from service.services.lifecycle import LifecycleService
+from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.redis_callbacks import CallbackStore, Delivery
 
@@ -31,43 +31,64 @@ FULL_PASS_EVERY_S = 60.0
 
 
 class BackgroundWorker:
-    def __init__(self, lifecycle: LifecycleService, callbacks: CallbackStore, settings: Settings) -> None:
+    def __init__(
+        self, lifecycle: LifecycleService, callbacks: CallbackStore, logs: LogService, settings: Settings
+    ) -> None:
         self._lifecycle = lifecycle
         self._callbacks = callbacks
+        self._logs = logs
         self._settings = settings
         self._deliveries: set[asyncio.Task[None]] = set()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Tick until ``stopping`` is set; a failing tick (say, Redis restarting) is logged and retried.
-        A stop event rather than cancellation: client libraries may turn a cancellation into an error."""
+        """Tick until ``stopping`` is set; a failing tick (say, Redis restarting) is logged and retried. Beside
+        the ticks, the safety net passes over every space now and then. A stop event rather than cancellation:
+        client libraries may turn a cancellation into an error."""
         timeout = aiohttp.ClientTimeout(total=self._settings.callback_timeout_s)
-        last_full_pass = 0.0
         async with aiohttp.ClientSession(timeout=timeout) as http:
+            safety_net = asyncio.create_task(self._safety_net(http, stopping), name="joblens-safety-net")
             try:
                 while not stopping.is_set():
-                    full_pass = time.monotonic() - last_full_pass >= FULL_PASS_EVERY_S
                     try:
-                        await self.tick(http, full_pass)
-                        if full_pass:
-                            last_full_pass = time.monotonic()
+                        await self.tick(http)
                     except Exception as exc:
                         log.warning("background tick failed: %s", exc)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stopping.wait(), self._settings.timeout_loop_interval_s)
+                    await _pause(stopping, self._settings.timeout_loop_interval_s)
             finally:
                 # each delivery is bounded by callback_timeout_s; one cut short is sent again once its lease ends
-                await asyncio.gather(*self._deliveries, return_exceptions=True)
+                await asyncio.gather(safety_net, *self._deliveries, return_exceptions=True)
 
-    async def tick(self, http: aiohttp.ClientSession, full_pass: bool = False) -> None:
-        """Sweep the spaces hinted as due (every space on a full pass) and start their callbacks. One space
-        failing (say, a job hash gone astray) is logged and does not keep the others from their turn."""
-        for space_id in await self._lifecycle.spaces_to_sweep(SPACES_PER_TICK, everything=full_pass):
+    async def tick(self, http: aiohttp.ClientSession) -> None:
+        """Sweep the spaces hinted as due and start their callbacks."""
+        for space_id in await self._lifecycle.spaces_to_sweep(SPACES_PER_TICK, everything=False):
+            await self._visit(http, space_id)
+
+    async def _safety_net(self, http: aiohttp.ClientSession, stopping: asyncio.Event) -> None:
+        """Every FULL_PASS_EVERY_S, visit every space — what a lost hint left, and the log janitor — in a task of
+        its own: a pass over many spaces (or a slow Elasticsearch) must not hold up the hinted sweeps."""
+        while not stopping.is_set():
             try:
-                await self._lifecycle.sweep(space_id)
-                await self.start_callbacks(http, space_id)
-                await self._lifecycle.rehint(space_id)
+                for space_id in await self._lifecycle.spaces_to_sweep(0, everything=True):
+                    if stopping.is_set():
+                        return
+                    await self._visit(http, space_id)
+                    try:
+                        await self._logs.clean_up_abandoned(space_id)
+                    except Exception as exc:  # Elasticsearch away: the ranges stay excluded; cleaned next pass
+                        log.warning("log clean-up of space %s failed: %s", space_id, exc)
             except Exception as exc:
-                log.warning("background sweep of space %s failed: %s", space_id, exc)
+                log.warning("background pass over every space failed: %s", exc)
+            await _pause(stopping, FULL_PASS_EVERY_S)
+
+    async def _visit(self, http: aiohttp.ClientSession, space_id: str) -> None:
+        """Promote, time out and call back what is due in one space. One space failing (say, a job hash gone
+        astray) is logged and does not keep the others from their turn."""
+        try:
+            await self._lifecycle.sweep(space_id)
+            await self.start_callbacks(http, space_id)
+            await self._lifecycle.rehint(space_id)
+        except Exception as exc:
+            log.warning("background sweep of space %s failed: %s", space_id, exc)
 
     async def start_callbacks(self, http: aiohttp.ClientSession, space_id: str) -> None:
         """Take the space's due deliveries (as many as there is room for) and send them in the background."""
@@ -138,3 +159,8 @@ async def post_callback(http: aiohttp.ClientSession, job: dict[str, str]) -> str
 
 def _event(job: dict[str, str], kind: str, data: dict[str, Any]) -> bytes:
     return event_record(new_id(), job["id"], job["spaceId"], kind, data, now_ms())
+
+
+async def _pause(stopping: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)

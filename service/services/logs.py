@@ -16,6 +16,7 @@ from service.stores.es_logs import BulkFailed, LogPage, LogStore, SeqCollision
 from service.stores.redis_logseq import LogSeqStore, Reservation
 
 log = logging.getLogger(__name__)
+CLEANUP_JOBS_PER_PASS = 100
 
 
 class LogService:
@@ -170,6 +171,22 @@ class LogService:
             await self._lines.delete_lines(job_id, reservation.job_created_ms, seqs)
         except Exception:
             log.warning("could not delete failed log range %s of job %s; reads exclude it", reservation.member, job_id)
+
+    async def clean_up_abandoned(self, space_id: str) -> int:
+        """The janitor: remove from the index what abandoned ranges of this space's jobs left there, then let
+        readers forget those ranges. Only ranges abandoned longer than ``log_cleanup_grace_s`` ago are touched, so
+        that a bulk request still on its way when its writer gave up cannot land after the clean-up. Returns how
+        many ranges were cleaned."""
+        abandoned_before = now_ms() - int(self._settings.log_cleanup_grace_s * 1000)
+        cleaned = 0
+        for job_id, flagged_ms in await self._seqs.jobs_to_clean(space_id, abandoned_before, CLEANUP_JOBS_PER_PASS):
+            created_ms, ranges = await self._seqs.abandoned_ranges(space_id, job_id)
+            if created_ms is not None:  # a job that is gone has no lines to show anyway
+                for first, last in ranges:
+                    await self._lines.delete_seq_range(job_id, created_ms, first, last)
+            await self._seqs.cleaned(space_id, job_id, flagged_ms, ranges)
+            cleaned += len(ranges)
+        return cleaned
 
     async def read(self, space_id: str, job_id: str, query: LogQuery) -> dict[str, Any]:
         window = await self._seqs.read_window(space_id, job_id)

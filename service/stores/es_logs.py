@@ -31,6 +31,7 @@ RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
 TRANSPORT_RETRY_S = 2.0
 REQUEST_FAILURES = (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout, elasticsearch.ApiError)
 CLEANUP_TIMEOUT_S = 5.0  # looking at and deleting what a failed append left: must not hold up its answer long
+CLEANUP_PAGE_LINES = 1000
 LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
 
 
@@ -192,6 +193,31 @@ class LogStore:
             kept = [item for item in response["items"] if int(item["delete"]["status"]) not in (200, 404)]
             if kept:
                 raise BulkFailed(f"{len(kept)} line(s) not deleted")
+
+    async def delete_seq_range(self, job_id: str, job_created_ms: int, first_seq: int, last_seq: int) -> None:
+        """Remove every line of the job with a seq in ``first…last`` (an abandoned range: no line there was ever
+        acknowledged), a page of seqs at a time (delete-by-query is a module the smallest distribution lacks);
+        `BulkFailed` unless all of them are gone."""
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        seq_range = {"gte": first_seq, "lte": last_seq}
+        while True:
+            response = await self._es.search(
+                index=index,
+                routing=job_id,
+                query={"bool": {"filter": [{"term": {"job_id": job_id}}, {"range": {"seq": seq_range}}]}},
+                sort=[{"seq": {"order": "asc"}}],
+                size=CLEANUP_PAGE_LINES,
+                track_total_hits=False,
+                source=False,
+                ignore_unavailable=True,
+                filter_path="hits.hits.sort",
+            )
+            seqs = [int(hit["sort"][0]) for hit in response.get("hits", {}).get("hits", [])]
+            if not seqs:
+                return
+            await self.delete_lines(job_id, job_created_ms, seqs)  # waits for a refresh: the next page is new
+            if len(seqs) < CLEANUP_PAGE_LINES:
+                return
 
     async def highest_seq(self, job_id: str, job_created_ms: int) -> int:
         """The highest seq stored for the job (0 if none)."""

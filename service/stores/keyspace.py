@@ -63,6 +63,11 @@ class SpaceKeys:
         """Zset of ranges whose append failed or whose lease expired: never shown to readers."""
         return f"{self.prefix}:job:{job_id}:abandoned"
 
+    @property
+    def logs_to_clean(self) -> str:
+        """Zset jobId → time (ms) of the job's latest abandoned log range: lines the janitor removes."""
+        return f"{self.prefix}:logs:to-clean"
+
     def idempotency(self, job_id: str, key_digest: str) -> str:
         return f"{self.prefix}:job:{job_id}:idem:{key_digest}"
 

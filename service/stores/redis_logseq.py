@@ -7,6 +7,7 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:visible``      the watermark: every seq <= it is searchable in Elasticsearch or abandoned
   ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
+  ``…:logs:to-clean``            zset jobId → time of its latest abandoned range (the janitor's queue, per space)
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
 past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it with
@@ -14,11 +15,14 @@ past a seq that is still being written, or it would skip it forever. Writers res
 ranges. A range whose writer died is abandoned when its lease expires, so the watermark never stalls for long.
 Reads exclude abandoned ranges: whatever part of a failed append reached Elasticsearch (a bulk cut short, a slow
 writer finishing after its lease) is never shown, so a line is returned only if its append was acknowledged.
+A janitor removes those lines from the index once the range has been abandoned for a while, and only then
+forgets the range, so the ranges readers must exclude stay few.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 
@@ -27,15 +31,23 @@ from service.stores.keyspace import SpaceKeys, text
 from service.stores.redis_cache import ReadCache
 
 # Shared by FINISH and WATERMARK: abandon expired leases, then move the watermark over contiguous done ranges.
-# Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible, KEYS[5] abandoned; returns the new watermark.
+# Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible, KEYS[5] abandoned, KEYS[6] the space's logs-to-clean
+# zset; returns the new watermark.
 _ADVANCE = """
 local function bounds(range)
   return tonumber(string.match(range, '^(%d+):')), tonumber(string.match(range, ':(%d+)$'))
 end
 
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
 -- Mark a range finished for the watermark and record it as abandoned, merged with adjacent abandoned ranges
--- (an outage abandons many ranges in a row: they stay one entry, so reads exclude them all).
-local function abandon(range)
+-- (an outage abandons many ranges in a row: they stay one entry, so reads exclude them all). The job is due
+-- for the janitor, which removes whatever lines of the range reached the index.
+local function abandon(range, job_id)
+  redis.call('ZADD', KEYS[6], now_ms(), job_id)
   local first, last = bounds(range)
   redis.call('ZADD', KEYS[2], first, range)
   local before = redis.call('ZREVRANGEBYSCORE', KEYS[5], '(' .. first, '-inf', 'LIMIT', 0, 1)[1]
@@ -55,12 +67,10 @@ local function abandon(range)
   redis.call('ZADD', KEYS[5], first, first .. ':' .. last)
 end
 
-local function advance()
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  for _, range in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+local function advance(job_id)
+  for _, range in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())) do
     redis.call('ZREM', KEYS[1], range)
-    abandon(range)
+    abandon(range, job_id)
   end
   local visible = tonumber(redis.call('GET', KEYS[3]) or '0')
   local moved = false
@@ -99,16 +109,18 @@ return {1, first, last, created}
 """
 
 # KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
+# KEYS[6] logs to clean
 # ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = the append failed)
 # ARGV[4] how long to keep the answer for the idempotency key (s); 0 when no key is in use
 # ARGV[5] 'show' = readers may show the range (the append succeeded, or its seqs hold older lines), else abandon
+# ARGV[6] job id
 # → {1, watermark} finished in time | {0, watermark} the lease had expired: the range was abandoned
 FINISH_LUA = (
     _ADVANCE
     + """
 local held = redis.call('ZREM', KEYS[1], ARGV[1])
 if held == 1 then
-  if ARGV[5] == 'show' then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) else abandon(ARGV[1]) end
+  if ARGV[5] == 'show' then redis.call('ZADD', KEYS[2], tonumber(ARGV[2]), ARGV[1]) else abandon(ARGV[1], ARGV[6]) end
 end
 if ARGV[4] ~= '0' then
   if held == 1 and ARGV[3] ~= '' then
@@ -117,7 +129,7 @@ if ARGV[4] ~= '0' then
     redis.call('DEL', KEYS[4])
   end
 end
-return {held, advance()}
+return {held, advance(ARGV[6])}
 """
 )
 
@@ -133,15 +145,27 @@ redis.call('ZADD', KEYS[2], current + 1, (current + 1) .. ':' .. stored)
 return stored
 """
 
-# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash   KEYS[5] abandoned
-# ARGV[1] how many abandoned ranges to return at most
+# KEYS[1] abandoned   KEYS[2] logs to clean   ARGV[1] job id   ARGV[2] when the janitor read the ranges (the job's
+# score then)   ARGV[3..] the ranges whose lines it removed. Ranges abandoned (or merged) since stay, and so does
+# the job's place in the queue of the janitor.
+CLEANED_LUA = """
+for i = 3, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+local flagged = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if redis.call('ZCARD', KEYS[1]) == 0 and flagged and tonumber(flagged) <= tonumber(ARGV[2]) then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return 1
+"""
+
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash   KEYS[5] abandoned   KEYS[6] logs to clean
+# ARGV[1] how many abandoned ranges to return at most   ARGV[2] job id
 # → {} no such job | {watermark, job createdAt, abandoned ranges (newest first), ranges still in flight}
 WATERMARK_LUA = (
     _ADVANCE
     + """
 local created = redis.call('HGET', KEYS[4], 'createdAt')
 if not created then return {} end
-local visible = advance()
+local visible = advance(ARGV[2])
 return {visible, created, redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'REV'), redis.call('ZCARD', KEYS[1])}
 """
 )
@@ -182,6 +206,7 @@ class LogSeqStore:
         self._finish = redis.register_script(FINISH_LUA)
         self._watermark = redis.register_script(WATERMARK_LUA)
         self._catch_up = redis.register_script(CATCH_UP_LUA)
+        self._cleaned = redis.register_script(CLEANED_LUA)
 
     async def reserve(
         self,
@@ -236,6 +261,7 @@ class LogSeqStore:
                 keys.log_visible(job_id),
                 keys.idempotency(job_id, idempotency_digest or "-"),
                 keys.log_abandoned(job_id),
+                keys.logs_to_clean,
             ],
             args=[
                 reservation.member,
@@ -243,6 +269,7 @@ class LogSeqStore:
                 kept,
                 idempotency_ttl_s if idempotency_digest else 0,
                 "show" if shown else "abandon",
+                job_id,
             ],
         )
         reply = await self._cache.writing(_window_keys(keys, job_id), finishing)
@@ -254,6 +281,31 @@ class LogSeqStore:
         catching_up = self._catch_up(keys=[keys.log_seq(job_id), keys.log_done(job_id)], args=[stored_seq])
         return int(await self._cache.writing(_window_keys(keys, job_id), catching_up))
 
+    async def jobs_to_clean(self, space_id: str, abandoned_before_ms: int, limit: int) -> list[tuple[str, int]]:
+        """Jobs whose latest abandoned range is older than ``abandoned_before_ms``, with that time."""
+        found = await self._redis.zrangebyscore(
+            SpaceKeys(space_id).logs_to_clean, "-inf", abandoned_before_ms, start=0, num=limit, withscores=True
+        )
+        return [(text(job_id), int(score)) for job_id, score in cast(list[tuple[bytes, float]], found)]
+
+    async def abandoned_ranges(self, space_id: str, job_id: str) -> tuple[int | None, list[tuple[int, int]]]:
+        """The job's creation time (None if the job is gone) and every abandoned range."""
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys.job(job_id), "createdAt")
+            pipe.zrange(keys.log_abandoned(job_id), 0, -1)
+            created, members = await pipe.execute()
+        return (None if created is None else int(created)), [_range(text(member)) for member in members]
+
+    async def cleaned(self, space_id: str, job_id: str, flagged_ms: int, ranges: list[tuple[int, int]]) -> None:
+        """The lines of ``ranges`` are gone from the index: readers need not exclude them any more."""
+        keys = SpaceKeys(space_id)
+        forgetting = self._cleaned(
+            keys=[keys.log_abandoned(job_id), keys.logs_to_clean],
+            args=[job_id, flagged_ms, *(f"{first}:{last}" for first, last in ranges)],
+        )
+        await self._cache.writing(_window_keys(keys, job_id), forgetting)
+
     async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
         """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
         keys = SpaceKeys(space_id)
@@ -262,7 +314,8 @@ class LogSeqStore:
         async def load() -> ReadWindow:
             inflight, done, visible, abandoned = window_keys
             reply = await self._watermark(
-                keys=[inflight, done, visible, keys.job(job_id), abandoned], args=[MAX_ABANDONED_RANGES]
+                keys=[inflight, done, visible, keys.job(job_id), abandoned, keys.logs_to_clean],
+                args=[MAX_ABANDONED_RANGES, job_id],
             )
             if not reply:
                 raise JobNotFound()
