@@ -50,18 +50,21 @@ class BackgroundWorker:
             try:
                 while not stopping.is_set():
                     try:
-                        await self.tick(http)
+                        await self.tick(http, stopping)
                     except Exception as exc:
                         log.warning("background tick failed: %s", exc)
                     await _pause(stopping, self._settings.timeout_loop_interval_s)
             finally:
-                # each delivery is bounded by callback_timeout_s; one cut short is sent again once its lease ends
-                await asyncio.gather(safety_net, *self._deliveries, return_exceptions=True)
+                # The safety net first (it may still start deliveries), then every delivery: each is bounded by
+                # callback_timeout_s, and none starts once stopping is set.
+                await asyncio.gather(safety_net, return_exceptions=True)
+                while self._deliveries:
+                    await asyncio.gather(*self._deliveries, return_exceptions=True)
 
-    async def tick(self, http: aiohttp.ClientSession) -> None:
+    async def tick(self, http: aiohttp.ClientSession, stopping: asyncio.Event) -> None:
         """Sweep the spaces hinted as due and start their callbacks."""
         for space_id in await self._lifecycle.spaces_to_sweep(SPACES_PER_TICK, everything=False):
-            await self._visit(http, space_id)
+            await self._visit(http, space_id, stopping)
 
     async def _safety_net(self, http: aiohttp.ClientSession, stopping: asyncio.Event) -> None:
         """Every FULL_PASS_EVERY_S, visit every space — what a lost hint left, and the log janitor — in a task of
@@ -71,21 +74,22 @@ class BackgroundWorker:
                 for space_id in await self._lifecycle.spaces_to_sweep(0, everything=True):
                     if stopping.is_set():
                         return
-                    await self._visit(http, space_id)
+                    await self._visit(http, space_id, stopping)
                     try:
-                        await self._logs.clean_up_abandoned(space_id)
+                        await self._logs.clean_up_abandoned(space_id, stopping)
                     except Exception as exc:  # Elasticsearch away: the ranges stay excluded; cleaned next pass
                         log.warning("log clean-up of space %s failed: %s", space_id, exc)
             except Exception as exc:
                 log.warning("background pass over every space failed: %s", exc)
             await _pause(stopping, FULL_PASS_EVERY_S)
 
-    async def _visit(self, http: aiohttp.ClientSession, space_id: str) -> None:
+    async def _visit(self, http: aiohttp.ClientSession, space_id: str, stopping: asyncio.Event) -> None:
         """Promote, time out and call back what is due in one space. One space failing (say, a job hash gone
         astray) is logged and does not keep the others from their turn."""
         try:
             await self._lifecycle.sweep(space_id)
-            await self.start_callbacks(http, space_id)
+            if not stopping.is_set():  # a delivery started now could be cut short by the shutdown
+                await self.start_callbacks(http, space_id)
             await self._lifecycle.rehint(space_id)
         except Exception as exc:
             log.warning("background sweep of space %s failed: %s", space_id, exc)

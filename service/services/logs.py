@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -64,9 +65,13 @@ class LogService:
                 space_id, job_id, reservation, idempotency_digest, self._settings.idempotency_ttl_s, body_digest, answer
             )
         except Exception:
-            # Redis failed after the lines were written: the client is told nothing was stored, so remove them.
-            # The range stays in flight until its lease expires, and is then abandoned (never shown).
-            await self._delete_quietly(job_id, reservation)
+            # Redis failed after the lines were written, and whether it finished the range is unknown (its answer
+            # may be what was lost). The client is told nothing was stored, so the lines go — unless an
+            # Idempotency-Key is in use: if Redis did finish the range, it keeps this very answer for the key, and
+            # a retry gets it; the lines must then exist. (If Redis did not, the range is abandoned when its lease
+            # expires, and the janitor removes them.)
+            if idempotency_digest is None:
+                await self._delete_quietly(job_id, reservation)
             raise
         if not in_time:
             await self._delete_quietly(job_id, reservation)
@@ -172,20 +177,25 @@ class LogService:
         except Exception:
             log.warning("could not delete failed log range %s of job %s; reads exclude it", reservation.member, job_id)
 
-    async def clean_up_abandoned(self, space_id: str) -> int:
+    async def clean_up_abandoned(self, space_id: str, stopping: asyncio.Event | None = None) -> int:
         """The janitor: remove from the index what abandoned ranges of this space's jobs left there, then let
         readers forget those ranges. Only ranges abandoned longer than ``log_cleanup_grace_s`` ago are touched, so
         that a bulk request still on its way when its writer gave up cannot land after the clean-up. Returns how
-        many ranges were cleaned."""
+        many ranges were cleaned; a job that fails (its index blocked, say) is logged and skipped."""
         abandoned_before = now_ms() - int(self._settings.log_cleanup_grace_s * 1000)
         cleaned = 0
         for job_id, flagged_ms in await self._seqs.jobs_to_clean(space_id, abandoned_before, CLEANUP_JOBS_PER_PASS):
-            created_ms, ranges = await self._seqs.abandoned_ranges(space_id, job_id)
-            if created_ms is not None:  # a job that is gone has no lines to show anyway
-                for first, last in ranges:
-                    await self._lines.delete_seq_range(job_id, created_ms, first, last)
-            await self._seqs.cleaned(space_id, job_id, flagged_ms, ranges)
-            cleaned += len(ranges)
+            if stopping is not None and stopping.is_set():
+                break
+            try:
+                created_ms, ranges = await self._seqs.abandoned_ranges(space_id, job_id)
+                if created_ms is not None:  # a job that is gone has no lines to show anyway
+                    for first, last in ranges:
+                        await self._lines.delete_seq_range(job_id, created_ms, first, last)
+                if await self._seqs.cleaned(space_id, job_id, flagged_ms, ranges):
+                    cleaned += len(ranges)
+            except Exception as exc:
+                log.warning("log clean-up of job %s failed: %s", job_id, exc)
         return cleaned
 
     async def read(self, space_id: str, job_id: str, query: LogQuery) -> dict[str, Any]:

@@ -145,15 +145,14 @@ redis.call('ZADD', KEYS[2], current + 1, (current + 1) .. ':' .. stored)
 return stored
 """
 
-# KEYS[1] abandoned   KEYS[2] logs to clean   ARGV[1] job id   ARGV[2] when the janitor read the ranges (the job's
-# score then)   ARGV[3..] the ranges whose lines it removed. Ranges abandoned (or merged) since stay, and so does
-# the job's place in the queue of the janitor.
+# KEYS[1] abandoned   KEYS[2] logs to clean   ARGV[1] job id   ARGV[2] the job's score when the janitor read it
+# ARGV[3..] the ranges whose lines it removed. If anything was abandoned since, nothing is forgotten this time.
 CLEANED_LUA = """
-for i = 3, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
 local flagged = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if redis.call('ZCARD', KEYS[1]) == 0 and flagged and tonumber(flagged) <= tonumber(ARGV[2]) then
-  redis.call('ZREM', KEYS[2], ARGV[1])
-end
+-- a range abandoned since the janitor looked may have merged into those it read, and its grace has not passed
+if flagged and tonumber(flagged) > tonumber(ARGV[2]) then return 0 end
+for i = 3, #ARGV do redis.call('ZREM', KEYS[1], ARGV[i]) end
+if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return 1
 """
 
@@ -297,14 +296,15 @@ class LogSeqStore:
             created, members = await pipe.execute()
         return (None if created is None else int(created)), [_range(text(member)) for member in members]
 
-    async def cleaned(self, space_id: str, job_id: str, flagged_ms: int, ranges: list[tuple[int, int]]) -> None:
-        """The lines of ``ranges`` are gone from the index: readers need not exclude them any more."""
+    async def cleaned(self, space_id: str, job_id: str, flagged_ms: int, ranges: list[tuple[int, int]]) -> bool:
+        """The lines of ``ranges`` are gone from the index: readers need not exclude them any more — unless a range
+        was abandoned since ``flagged_ms`` (then nothing is forgotten: False)."""
         keys = SpaceKeys(space_id)
         forgetting = self._cleaned(
             keys=[keys.log_abandoned(job_id), keys.logs_to_clean],
             args=[job_id, flagged_ms, *(f"{first}:{last}" for first, last in ranges)],
         )
-        await self._cache.writing(_window_keys(keys, job_id), forgetting)
+        return int(await self._cache.writing(_window_keys(keys, job_id), forgetting)) == 1
 
     async def read_window(self, space_id: str, job_id: str) -> ReadWindow:
         """The job's watermark (advanced over expired leases) and creation time; `JobNotFound` if none."""
