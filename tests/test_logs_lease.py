@@ -21,6 +21,20 @@ from tests.conftest import AppFactory, Tenant, create_job
 from tests.logs_helpers import append, page, seqs
 
 
+def orphan(job: dict[str, Any], seq: int) -> dict[str, Any]:
+    """A line a dying writer's bulk request left in the index: stored, never acknowledged."""
+    return {
+        "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        "job_id": job["id"],
+        "space_id": job["spaceId"],
+        "seq": seq,
+        "level": "info",
+        "message": "never acknowledged",
+        "logged_at": job["createdAt"],
+        "created_at": job["createdAt"],
+    }
+
+
 async def test_lines_behind_a_dead_writer_appear_when_its_lease_expires(
     client: TestClient[Any, Any],
     tenant: Tenant,
@@ -40,17 +54,7 @@ async def test_lines_behind_a_dead_writer_appear_when_its_lease_expires(
     reserved_at = time.monotonic()
     # Part of its bulk request reached the index before it died: seq 3 exists, but was never acknowledged.
     index = index_for(settings.index_prefix, ms_from_iso(job["createdAt"]))
-    orphan = {
-        "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-        "job_id": job["id"],
-        "space_id": tenant.space_id,
-        "seq": 3,
-        "level": "info",
-        "message": "never acknowledged",
-        "logged_at": job["createdAt"],
-        "created_at": job["createdAt"],
-    }
-    await es.index(index=index, id=f"{job['id']}:3", routing=job["id"], document=orphan, refresh=True)
+    await es.index(index=index, id=f"{job['id']}:3", routing=job["id"], document=orphan(job, 3), refresh=True)
     assert await append(client, job["id"], admin, [{"message": "after"}, {"message": "the crash"}]) == {
         "accepted": 2,
         "firstSeq": 5,
@@ -90,17 +94,8 @@ async def test_the_janitor_removes_what_dead_writers_left_and_readers_forget_the
         await append(client, job["id"], admin, [{"message": f"kept {crash}"}])
         dead = await seq_store.reserve(tenant.space_id, job["id"], 2, 200, None, "-")
         assert not isinstance(dead, bytes)
-        orphan = {
-            "id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
-            "job_id": job["id"],
-            "space_id": tenant.space_id,
-            "seq": dead.first_seq,
-            "level": "info",
-            "message": "never acknowledged",
-            "logged_at": job["createdAt"],
-            "created_at": job["createdAt"],
-        }
-        await es.index(index=index, id=f"{job['id']}:{dead.first_seq}", routing=job["id"], document=orphan)
+        line = orphan(job, dead.first_seq)
+        await es.index(index=index, id=f"{job['id']}:{dead.first_seq}", routing=job["id"], document=line)
     await es.indices.refresh(index=index)
     await asyncio.sleep(0.3)  # every lease has run out
     await append(client, job["id"], admin, [{"message": "kept 3"}])  # abandons the three ranges

@@ -109,14 +109,11 @@ class LogService:
         older = {seq for seq, line_id in stored.items() if line_id != sent[seq]}
         try:
             await self._lines.delete_lines(job_id, created_ms, [seq for seq in stored if seq not in older])
-        except Exception as exc:
+        except Exception as exc:  # abandoning the range hides what could not be deleted -- unless it must be shown
             log.warning("could not delete failed log range %s of job %s (%s)", reservation.member, job_id, exc)
-            if not older:  # abandoning the range hides what could not be deleted
-                await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
-                return False
-            # older lines were acknowledged once and must stay visible, even beside a line of this failed append
+        # older lines were acknowledged once and stay visible, even beside a line of this append not deleted
+        await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=bool(older))
         if not older:
-            await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=False)
             return False
         log.error(
             "log seq counter of job %s was behind the index (%d seqs of range %s held older lines); "
@@ -126,7 +123,6 @@ class LogService:
             reservation.member,
         )
         self._metrics.store_errors.labels("redis").inc()
-        await self._release_quietly(space_id, job_id, reservation, idempotency_digest, body_digest, show=True)
         try:
             await self._seqs.catch_up(space_id, job_id, await self._lines.highest_seq(job_id, created_ms))
         except Exception as exc:  # the next append meets the same lines and repairs again
@@ -143,32 +139,21 @@ class LogService:
         *,
         show: bool,
     ) -> None:
+        """Finish a failed append's range, shown or abandoned; no answer is kept for its Idempotency-Key (a retry
+        may proceed). Redis may be down: the range is then abandoned when its lease expires."""
         try:
-            await self._release(space_id, job_id, reservation, idempotency_digest, body_digest, show=show)
+            await self._seqs.finish(
+                space_id,
+                job_id,
+                reservation,
+                idempotency_digest,
+                self._settings.idempotency_ttl_s,
+                body_digest,
+                None,
+                show=show,
+            )
         except Exception:
             log.warning("could not release log range %s of job %s; its lease will expire", reservation.member, job_id)
-
-    async def _release(
-        self,
-        space_id: str,
-        job_id: str,
-        reservation: Reservation,
-        idempotency_digest: str | None,
-        body_digest: str,
-        *,
-        show: bool,
-    ) -> None:
-        """Finish a failed append's range: no answer is kept for its Idempotency-Key (a retry may proceed)."""
-        await self._seqs.finish(
-            space_id,
-            job_id,
-            reservation,
-            idempotency_digest,
-            self._settings.idempotency_ttl_s,
-            body_digest,
-            None,
-            show=show,
-        )
 
     async def _delete_quietly(self, job_id: str, reservation: Reservation) -> None:
         try:
