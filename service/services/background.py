@@ -1,4 +1,4 @@
-"""Background duties run by every instance: schedules, deadlines and callback deliveries.
+"""Background duties run by every instance: schedules, deadlines, callback deliveries and the log janitor.
 
 Instances coordinate only through Redis (atomic scripts that re-check what is due), so running several of
 them never handles a deadline or sends a callback twice.
