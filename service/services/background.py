@@ -102,6 +102,8 @@ class BackgroundWorker:
         now = now_ms()
         lease_end = now + int((self._settings.callback_timeout_s + 5) * 1000)
         for job_id in await self._callbacks.due(space_id, now, room):
+            if len(self._deliveries) >= MAX_DELIVERIES_IN_FLIGHT:  # the other loop may have filled the room
+                return
             delivery = await self._callbacks.take(space_id, job_id, now, lease_end)
             if delivery is not None:
                 task = asyncio.create_task(self._deliver(http, space_id, delivery), name=f"callback {job_id}")
