@@ -7,10 +7,11 @@ flips each round), the same requests in the same order on both sides, after an u
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -42,6 +43,13 @@ def _session(concurrency: int) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     timeout = aiohttp.ClientTimeout(total=30)
     return aiohttp.ClientSession(connector=connector, timeout=timeout, skip_auto_headers=SKIP_AUTO)
+
+
+@contextlib.asynccontextmanager
+async def _side_sessions(names: Sequence[str], connections: int) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    """One client session per side (service, baseline), each with its own connection pool, closed at the end."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield {name: await stack.enter_async_context(_session(connections)) for name in names}
 
 
 async def _send(session: aiohttp.ClientSession, call: Call) -> tuple[int, bytes]:
@@ -105,8 +113,7 @@ async def _latency(plan: LatencyPlan) -> LatencyResult:
     result = LatencyResult()
     names = [name for name, _ in plan.sides]
     calls = dict(plan.sides)
-    sessions = {name: _session(plan.concurrency) for name in names}
-    try:
+    async with _side_sessions(names, plan.concurrency) as sessions:
         for name in names:
             await _closed_loop(sessions[name], calls[name], 0, plan.warmup, plan.concurrency, plan.max_s)
             result.ms[name], result.errors[name], result.busy_s[name] = [], 0, 0.0
@@ -125,9 +132,6 @@ async def _latency(plan: LatencyPlan) -> LatencyResult:
                 result.busy_s[name] += time.perf_counter() - started
                 result.ms[name] += ms
                 result.errors[name] += errors
-    finally:
-        for session in sessions.values():
-            await session.close()
     return result
 
 
@@ -175,8 +179,7 @@ async def _throughput(plan: ThroughputPlan) -> ThroughputResult:
     result = ThroughputResult()
     names = [name for name, _ in plan.sides]
     calls = dict(plan.sides)
-    sessions = {name: _session(plan.concurrency) for name in names}
-    try:
+    async with _side_sessions(names, plan.concurrency) as sessions:
         for name in names:
             await _for_duration(sessions[name], calls[name], plan.concurrency, plan.warmup_s)
             result.requests[name], result.seconds[name], result.errors[name] = 0, 0.0, 0
@@ -187,9 +190,6 @@ async def _throughput(plan: ThroughputPlan) -> ThroughputResult:
                 result.seconds[name] += time.perf_counter() - started
                 result.requests[name] += done
                 result.errors[name] += errors
-    finally:
-        for session in sessions.values():
-            await session.close()
     return result
 
 
@@ -309,8 +309,7 @@ async def _ingest(plan: IngestPlan) -> IngestResult:
     result = IngestResult()
     names = [name for name, _ in plan.sides]
     sources = dict(plan.sides)
-    sessions = {name: _session(plan.writers) for name in names}
-    try:
+    async with _side_sessions(names, plan.writers) as sessions:
         for name in names:  # warm-up: round number -1 gives the baseline its own jobs
             await _writers(sessions[name], plan, sources[name], -1, plan.round_s, plan.warmup_calls)
             result.lines[name], result.seconds[name], result.call_ms[name], result.errors[name] = 0, 0.0, [], 0
@@ -323,9 +322,6 @@ async def _ingest(plan: IngestPlan) -> IngestResult:
                 result.seconds[name] += seconds
                 result.call_ms[name] += ms
                 result.errors[name] += errors
-    finally:
-        for session in sessions.values():
-            await session.close()
     return result
 
 
