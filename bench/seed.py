@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 from bench.dataset import Dataset
 from bench.textgen import IsoClock, ulid_at
 from service.stores.keyspace import SPACES, SpaceKeys
-from service.stores.redis_keys import KeyStore, key_digest
+from service.stores.redis_api_keys import ApiKeyStore, key_digest
 
 READ_SCOPES = ("jobs:read",)
 RUN_SCOPES = ("jobs:create", "jobs:read", "jobs:worker")
@@ -120,7 +120,7 @@ async def _key_valid(redis: Redis, space_id: str, api_key: str) -> bool:
 
 
 async def register_space(redis: Redis, space_id: str, name: str) -> None:
-    """A space with a chosen id (the dataset's): what `KeyStore.create_space` stores, with that id."""
+    """A space with a chosen id (the dataset's): what `ApiKeyStore.create_space` stores, with that id."""
     space = {"id": space_id, "name": name, "createdAt": IsoClock().iso(int(time.time() * 1000))}
     await redis.hset(SPACES, space_id, orjson.dumps(space))
 
@@ -139,7 +139,7 @@ async def run_space(redis: Redis, profile: str) -> SeededSpace:
     marker = await _read_marker(redis, "run", profile)
     if marker is not None and await _key_valid(redis, marker["space_id"], marker["api_key"]):
         return SeededSpace(marker["space_id"], marker["api_key"], 0)
-    keys = KeyStore(redis)
+    keys = ApiKeyStore(redis)
     space = await keys.create_space(f"jlbench-run-{profile}")
     api_key, _ = await keys.create_key(space["id"], RUN_SCOPES, "bench")
     await redis.set(_marker("run", profile), orjson.dumps({"space_id": space["id"], "api_key": api_key}))
@@ -156,7 +156,7 @@ async def log_space(redis: Redis, dataset: Dataset, template: JobTemplate) -> Se
     ):
         return SeededSpace(dataset.space_id, marker["api_key"], len(dataset.jobs))
     await register_space(redis, dataset.space_id, f"jlbench-logs-{dataset.profile}")
-    api_key, _ = await KeyStore(redis).create_key(dataset.space_id, READ_SCOPES, "bench")
+    api_key, _ = await ApiKeyStore(redis).create_key(dataset.space_id, READ_SCOPES, "bench")
     rng = random.Random(dataset.seed)
     jobs = [(job.id, job.created_ms, "completed" if rng.random() < 0.9 else "running") for job in dataset.jobs]
     await clone_jobs(redis, dataset.space_id, template, jobs, rng)
@@ -194,7 +194,7 @@ async def _lists_intact(redis: Redis, marker: dict[str, Any], sizes: Sequence[in
 
 
 async def _list_space(redis: Redis, profile: str, size: int, template: JobTemplate) -> SeededSpace:
-    keys = KeyStore(redis)
+    keys = ApiKeyStore(redis)
     space = await keys.create_space(f"jlbench-list-{profile}-{size}")
     api_key, _ = await keys.create_key(space["id"], READ_SCOPES, "bench")
     rng = random.Random(size)

@@ -36,12 +36,12 @@ from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.es_logs import LogStore
+from service.stores.redis_api_keys import ApiKeyStore
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_callbacks import CallbackStore
 from service.stores.redis_jobs import JobStore
-from service.stores.redis_keys import KeyStore
-from service.stores.redis_lifecycle import LifecycleStore
 from service.stores.redis_logseq import LogSeqStore
+from service.stores.redis_transitions import TransitionStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,9 +118,9 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         app[METRICS].watch_read_cache(lambda: dataclasses.asdict(cache.counts))
         app[REDIS] = client
         app[READ_CACHE] = cache
-        app[AUTHENTICATOR] = Authenticator(KeyStore(client), settings.rate_limit_per_s)
+        app[AUTHENTICATOR] = Authenticator(ApiKeyStore(client), settings.rate_limit_per_s)
         app[JOBS] = JobStore(client, cache)
-        app[LIFECYCLE] = LifecycleService(LifecycleStore(client, cache))
+        app[LIFECYCLE] = LifecycleService(TransitionStore(client, cache))
         async with _running(cache.listen, enabled=settings.read_cache_entries > 0, name="joblens-read-cache"):
             yield
     finally:

@@ -22,7 +22,7 @@ from service.app import create_app, new_event_loop, redis_client
 from service.domain.scopes import parse_scopes
 from service.observability import configure_json_logging
 from service.settings import Settings, SettingsError
-from service.stores.redis_keys import KeyStore
+from service.stores.redis_api_keys import ApiKeyStore
 
 log = logging.getLogger(__name__)
 # SIGTERM/SIGINT: how long the requests in flight (a body still uploading included) may take to finish; as long
@@ -207,7 +207,7 @@ class InFlight:
         return tracked
 
 
-AdminCommand = Callable[[KeyStore, argparse.Namespace], Awaitable[int]]
+AdminCommand = Callable[[ApiKeyStore, argparse.Namespace], Awaitable[int]]
 
 
 def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
@@ -217,7 +217,7 @@ def _admin(command: AdminCommand) -> Callable[[argparse.Namespace], int]:
         async def with_store() -> int:
             client = redis_client(settings)
             try:
-                return await command(KeyStore(client), args)
+                return await command(ApiKeyStore(client), args)
             finally:
                 await client.aclose()
 
@@ -240,19 +240,19 @@ def unreachable_message(redis_url: str, exc: Exception) -> str:
     return f"cannot reach Redis at {shown} ({reason})"
 
 
-async def _create_space(store: KeyStore, args: argparse.Namespace) -> int:
+async def _create_space(store: ApiKeyStore, args: argparse.Namespace) -> int:
     space = await store.create_space(args.name)
     print(space["id"])
     return 0
 
 
-async def _list_spaces(store: KeyStore, args: argparse.Namespace) -> int:
+async def _list_spaces(store: ApiKeyStore, args: argparse.Namespace) -> int:
     for space in await store.list_spaces():
         print(orjson.dumps(space).decode())
     return 0
 
 
-async def _create_key(store: KeyStore, args: argparse.Namespace) -> int:
+async def _create_key(store: ApiKeyStore, args: argparse.Namespace) -> int:
     try:
         scopes = parse_scopes(args.scopes)
     except ValueError as exc:
@@ -267,13 +267,13 @@ async def _create_key(store: KeyStore, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _list_keys(store: KeyStore, args: argparse.Namespace) -> int:
+async def _list_keys(store: ApiKeyStore, args: argparse.Namespace) -> int:
     for record in await store.list_keys(args.space):
         print(orjson.dumps(record).decode())
     return 0
 
 
-async def _revoke_key(store: KeyStore, args: argparse.Namespace) -> int:
+async def _revoke_key(store: ApiKeyStore, args: argparse.Namespace) -> int:
     if not await store.revoke_key(args.key_id):
         print(f"joblens: no key {args.key_id!r}", file=sys.stderr)
         return 1

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 
 from service.app import create_app, elasticsearch_client, redis_client
 from service.settings import Settings
-from service.stores.redis_keys import KeyStore
+from service.stores.redis_api_keys import ApiKeyStore
 
 TEST_REDIS_DB = 9  # never the database a developer's own service uses (0)
 
@@ -136,7 +136,7 @@ class Tenant:
     """A space with a way to mint keys for it."""
 
     space_id: str
-    store: KeyStore
+    store: ApiKeyStore
 
     async def key(self, *scopes: str) -> dict[str, str]:
         api_key, _ = await self.store.create_key(self.space_id, scopes, "test")
@@ -145,7 +145,7 @@ class Tenant:
 
 @pytest.fixture
 async def make_tenant(redis: Redis) -> Callable[[], Awaitable[Tenant]]:
-    store = KeyStore(redis)
+    store = ApiKeyStore(redis)
 
     async def create() -> Tenant:
         space = await store.create_space(f"space-{secrets.token_hex(3)}")

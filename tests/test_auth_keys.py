@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 from service.services.auth import LEASE_TTL_S, Authenticator
 from service.stores.keyspace import text
-from service.stores.redis_keys import AuthResult, KeyStore
+from service.stores.redis_api_keys import ApiKeyStore, AuthResult
 from tests.conftest import AppFactory, Tenant, body, create_job, raw_exchange
 
 MISSING = {"error": "Missing API key: send x-api-key or Authorization: Bearer"}
@@ -203,7 +203,7 @@ async def test_concurrent_requests_of_one_key_are_each_answered_once_promptly(
     assert admitted <= rate_limit_per_s * (1 + elapsed_s) + 1  # and never more than the bucket allows
 
 
-class SlowKeyStore(KeyStore):
+class SlowKeyStore(ApiKeyStore):
     """The real store, answering after a delay: Redis failing over, or restarting with a big dataset."""
 
     def __init__(self, redis: Redis, delay_s: float) -> None:

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 
 from service.services.auth import LEASE_TTL_S
 from service.settings import Settings
-from service.stores.redis_keys import KeyStore
+from service.stores.redis_api_keys import ApiKeyStore
 from tests.conftest import AppFactory, body
 from tests.matchers import ISO_TIME, ULID
 
@@ -58,7 +58,7 @@ async def test_spaces_and_keys_round_trip(settings: Settings, redis: Redis, make
     created = await joblens(settings, "spaces", "create", "videos")
     assert [created.code, created.stdout] == [0, IsStr(regex=rf"{ULID}\n")]
     videos = created.stdout.strip()
-    audio = (await KeyStore(redis).create_space("audio"))["id"]
+    audio = (await ApiKeyStore(redis).create_space("audio"))["id"]
 
     spaces = await joblens(settings, "spaces", "list")
     assert spaces.code == 0
@@ -103,7 +103,7 @@ async def test_spaces_and_keys_round_trip(settings: Settings, redis: Redis, make
     )
     secrets = [key.rsplit("_", 1)[1] for key in (reader_key, worker_key)]
     assert [secret in listed.stdout + listed.stderr for secret in secrets] == [False, False]
-    assert await KeyStore(redis).list_keys(audio) == []
+    assert await ApiKeyStore(redis).list_keys(audio) == []
 
     # The printed keys work against the service, each with its scopes.
     client = await make_client()
@@ -128,7 +128,7 @@ async def test_spaces_and_keys_round_trip(settings: Settings, redis: Redis, make
 
 
 async def test_admin_mistakes_exit_non_zero_with_nothing_on_stdout(settings: Settings, redis: Redis) -> None:
-    space = (await KeyStore(redis).create_space("s"))["id"]
+    space = (await ApiKeyStore(redis).create_space("s"))["id"]
     runs = await asyncio.gather(
         joblens(settings, "keys", "create", "--space", space, "--scopes", "jobs:bogus"),
         joblens(settings, "keys", "create", "--space", space, "--scopes", " , "),
@@ -142,7 +142,7 @@ async def test_admin_mistakes_exit_non_zero_with_nothing_on_stdout(settings: Set
         "joblens: no space '01ARZ3NDEKTSV4RRFFQ69G5FAV'; create one with `joblens spaces create NAME`",
         "joblens: no key '01ARZ3NDEKTSV4RRFFQ69G5FAV'",
     ]
-    assert await KeyStore(redis).list_keys(space) == []
+    assert await ApiKeyStore(redis).list_keys(space) == []
 
 
 def _unused_port() -> int:

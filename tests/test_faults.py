@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from service import stack
 from service.app import redis_client
 from service.settings import Settings
-from service.stores.redis_keys import KeyStore
+from service.stores.redis_api_keys import ApiKeyStore
 from tests.conftest import AppFactory, Tenant
 from tests.servers import RedisProcess
 
@@ -203,7 +203,7 @@ async def test_redis_restart_during_mixed_load(
 ) -> None:
     client = await make_client(redis_url=durable_redis.url, log_lease_s=2.0)
     direct: Redis = redis_client(Settings(redis_url=durable_redis.url))
-    store = KeyStore(direct)
+    store = ApiKeyStore(direct)
     space = await store.create_space("faults")
     api_key, _ = await store.create_key(space["id"], ("jobs:create", "jobs:read", "jobs:log"), "load")
     await direct.aclose()

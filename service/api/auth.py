@@ -10,7 +10,7 @@ from aiohttp import web
 from service.api.context import PRINCIPAL
 from service.domain.clock import is_ulid
 from service.domain.errors import Forbidden, JobNotFound
-from service.stores.redis_keys import Principal
+from service.stores.redis_api_keys import Principal
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -11,9 +11,9 @@ from service.services.auth import Authenticator
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
+from service.stores.redis_api_keys import Principal
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_jobs import JobStore
-from service.stores.redis_keys import Principal
 
 SETTINGS = web.AppKey("settings", Settings)
 REDIS = web.AppKey("redis", Redis)

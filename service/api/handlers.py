@@ -11,7 +11,9 @@ from service.api.auth import caller, job_id_of, requires
 from service.api.bodies import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, read_body
 from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS
 from service.api.responses import json_response, raw_json_response
-from service.domain.lifecycle import (
+from service.domain.logs import parse_idempotency_key, parse_log_query
+from service.domain.validation import parse_list_jobs, parse_new_jobs, parse_progress
+from service.domain.worker_bodies import (
     parse_checkpoint,
     parse_complete,
     parse_event,
@@ -19,8 +21,6 @@ from service.domain.lifecycle import (
     parse_kill,
     parse_poll,
 )
-from service.domain.logs import parse_idempotency_key, parse_log_query
-from service.domain.validation import parse_list_jobs, parse_new_jobs, parse_progress
 
 routes = web.RouteTableDef()
 

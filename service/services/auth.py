@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 
 from service.domain.errors import RateLimited, Unauthorized
-from service.stores.redis_keys import KeyStore, Principal, is_api_key_shaped, key_digest
+from service.stores.redis_api_keys import ApiKeyStore, Principal, is_api_key_shaped, key_digest
 
 LEASE_TTL_S = 1.0
 MAX_LEASE_TOKENS = 50
@@ -37,7 +37,7 @@ class Lease:
 
 
 class Authenticator:
-    def __init__(self, keys: KeyStore, rate_limit_per_s: int) -> None:
+    def __init__(self, keys: ApiKeyStore, rate_limit_per_s: int) -> None:
         self._keys = keys
         self._rate_limit_per_s = rate_limit_per_s
         self._lease_tokens = max(1, min(MAX_LEASE_TOKENS, rate_limit_per_s // 20))

@@ -6,8 +6,8 @@ from typing import Any
 
 from service.domain.clock import now_ms
 from service.domain.jobs import TERMINAL_STATUSES, job_view
-from service.domain.lifecycle import PollRequest
-from service.stores.redis_lifecycle import LifecycleStore, Transition, wrong_state
+from service.domain.worker_bodies import PollRequest
+from service.stores.redis_transitions import Transition, TransitionStore, wrong_state
 
 # operation → (what the 409 message calls it, the state it requires)
 REQUIREMENTS = {
@@ -28,7 +28,7 @@ SWEEP_BATCH = 200
 
 
 class LifecycleService:
-    def __init__(self, store: LifecycleStore) -> None:
+    def __init__(self, store: TransitionStore) -> None:
         self._store = store
 
     async def transition(self, operation: str, space_id: str, job_id: str, *args: str | bytes) -> dict[str, Any]:

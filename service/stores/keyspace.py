@@ -109,3 +109,8 @@ class SpaceKeys:
 def text(value: bytes | str) -> str:
     """A Redis reply as text (clients here do not decode responses, to keep binary-safe values)."""
     return value.decode() if isinstance(value, bytes) else value
+
+
+def decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
+    """A Redis hash reply as text."""
+    return {k.decode(): v.decode() for k, v in raw.items()}

@@ -13,8 +13,7 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from service.stores.keyspace import SpaceKeys, text
-from service.stores.redis_jobs import decode_hash
+from service.stores.keyspace import SpaceKeys, decode_hash, text
 
 # KEYS[1] callbacks zset   KEYS[2] attempts hash   KEYS[3] job hash
 # ARGV[1] job id   ARGV[2] now (ms)   ARGV[3] lease end (ms)

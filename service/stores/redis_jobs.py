@@ -14,7 +14,7 @@ Keys written here, all under the space's hash tag (see `keyspace.SpaceKeys`) but
   ``jl:due-spaces``           global zset: spaceId → earliest time something may be due there, a hint for the
                               background sweep; `JobStore.create` lowers it for scheduled jobs, outside the
                               space's transaction (a single-key command)
-Lifecycle transitions live in `redis_lifecycle`; they use the same keys.
+Lifecycle transitions live in `redis_transitions`; they use the same keys.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
 from service.domain.jobs import TERMINAL_STATUSES, NewJob, event_record, job_view
-from service.stores.keyspace import DUE_SPACES, SpaceKeys, text
+from service.stores.keyspace import DUE_SPACES, SpaceKeys, decode_hash, text
 from service.stores.redis_cache import ReadCache
 
 # KEYS[1] job hash   KEYS[2] progress key   KEYS[3] deadlines zset
@@ -61,10 +61,6 @@ GET_PROGRESS_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {} end
 return {redis.call('GET', KEYS[2])}
 """
-
-
-def decode_hash(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 class JobStore:
@@ -129,10 +125,10 @@ class JobStore:
     async def get(self, space_id: str, job_id: str) -> dict[str, Any]:
         """The job with its events (Get Job); `JobNotFound` when the space has no such job."""
         keys = SpaceKeys(space_id)
-        redis_keys = (keys.job(job_id), keys.events(job_id))
+        cache_keys = (keys.job(job_id), keys.events(job_id))
 
         async def load() -> dict[str, Any]:
-            reply = await self._get_job(keys=redis_keys)
+            reply = await self._get_job(keys=cache_keys)
             if not reply:
                 raise JobNotFound()
             flat, raw_events = reply
@@ -140,7 +136,7 @@ class JobStore:
             view["events"] = [orjson.Fragment(event) for event in raw_events]
             return view
 
-        return await self._cache.read(redis_keys[0], redis_keys, load)
+        return await self._cache.read(cache_keys[0], cache_keys, load)
 
     async def get_field(self, space_id: str, job_id: str, field: str) -> str:
         """One field of a job; `JobNotFound` when the space has no such job."""
@@ -180,10 +176,10 @@ class JobStore:
 
     async def get_progress(self, space_id: str, job_id: str) -> Any:
         keys = SpaceKeys(space_id)
-        redis_keys = (keys.job(job_id), keys.progress(job_id))
+        cache_keys = (keys.job(job_id), keys.progress(job_id))
 
         async def load() -> Any:
-            reply = await self._get_progress(keys=redis_keys)
+            reply = await self._get_progress(keys=cache_keys)
             if not reply:
                 raise JobNotFound()
             record = reply[0]
@@ -191,4 +187,4 @@ class JobStore:
                 return {"jobId": job_id, "progress": None, "timestamp": None}
             return orjson.Fragment(record)
 
-        return await self._cache.read(redis_keys[1], redis_keys, load)
+        return await self._cache.read(cache_keys[1], cache_keys, load)

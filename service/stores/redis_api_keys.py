@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from service.domain.clock import ULID_PATTERN, iso_from_ms, new_id, now_ms
 from service.domain.scopes import expand
-from service.stores.keyspace import KEY_INDEX, SPACES, SpaceKeys, text
+from service.stores.keyspace import KEY_INDEX, SPACES, SpaceKeys, decode_hash, text
 
 KEY_PATTERN = re.compile(rf"emit_({ULID_PATTERN.pattern})_([A-Za-z0-9_-]{{20,100}})")
 
@@ -79,7 +79,7 @@ def key_digest(api_key: str) -> str:
     return hashlib.sha256(api_key.encode()).hexdigest()
 
 
-class KeyStore:
+class ApiKeyStore:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._authenticate = redis.register_script(AUTHENTICATE_LUA)
@@ -125,7 +125,7 @@ class KeyStore:
             for digest in digests:
                 pipe.hgetall(keys.api_key(text(digest)))
             records = await pipe.execute()
-        return sorted((_describe(_decode(r)) for r in records if r), key=lambda k: str(k["keyId"]))
+        return sorted((_describe(decode_hash(r)) for r in records if r), key=lambda k: str(k["keyId"]))
 
     async def revoke_key(self, key_id: str) -> bool:
         space_id = await self._redis.hget(KEY_INDEX, key_id)
@@ -156,10 +156,6 @@ class KeyStore:
         if int(reply[0]) == 2:
             return AuthResult(principal, retry_after_ms=int(reply[3]))
         return AuthResult(principal, granted_tokens=int(reply[3]))
-
-
-def _decode(raw: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in raw.items()}
 
 
 def _describe(record: dict[str, str]) -> dict[str, Any]:

@@ -21,9 +21,8 @@ from redis.asyncio import Redis
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
 from service.domain.jobs import JOB_STATUSES
-from service.stores.keyspace import DUE_SPACES, SPACES, SpaceKeys, text
+from service.stores.keyspace import DUE_SPACES, SPACES, SpaceKeys, decode_hash, text
 from service.stores.redis_cache import ReadCache
-from service.stores.redis_jobs import decode_hash
 
 # Shared by every transition script. KEYS layout (TransitionKeys):
 #   1 job hash   2 events   3 queue   4 queue of the job's name   5 scheduled   6 deadlines   7 callbacks
@@ -244,7 +243,7 @@ class Transition:
     job: dict[str, str]
 
 
-class LifecycleStore:
+class TransitionStore:
     def __init__(self, redis: Redis, cache: ReadCache) -> None:
         self._redis = redis
         self._cache = cache  # transitions drop the cached copies of the jobs they change
