@@ -1,7 +1,8 @@
 """The Redis side of the benchmarks: spaces, API keys, job records and log watermarks.
 
-Job records are cloned server-side (one Lua call per 500 jobs) from a job the running service created through
-its API, so they have exactly the stored shape the service writes; key names come from `SpaceKeys`. What was
+Job records are cloned (one round trip per 500 jobs) from a job the running service created through its API,
+as `domain.jobs.Job` records, so they have exactly the stored shape the service writes; key names come from
+`SpaceKeys`. What was
 seeded is remembered in ``jlbench:*`` marker keys, written last: a Redis restart (or flush) loses the markers
 with the data, and the next run seeds again. Seeded jobs are never put in the deadline or schedule indexes,
 so a service with background duties on the same Redis leaves them alone.
@@ -9,10 +10,11 @@ so a service with background duties on the same Redis leaves them alone.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import orjson
@@ -20,6 +22,7 @@ from redis.asyncio import Redis
 
 from bench.dataset import Dataset
 from bench.textgen import IsoClock, ulid_at
+from service.domain.jobs import TERMINAL_STATUSES, Job
 from service.stores.keyspace import SPACES, SpaceKeys
 from service.stores.redis_api_keys import ApiKeyStore, key_digest
 
@@ -28,74 +31,14 @@ RUN_SCOPES = ("jobs:create", "jobs:read", "jobs:worker")
 JOB_NAMES = ("resize", "export", "send-mail", "sync-account", "render-report")
 STATUS_MIX = (("completed", 70), ("pending", 12), ("running", 6), ("dead", 6), ("delivered", 3), ("killed", 3))
 CLONE_BATCH = 500
-PLACEHOLDER = "@"
-
-# ARGV[1..4] job hash and events list keys as the parts before and after the job id; ARGV[5] the all-jobs zset;
-# ARGV[6] the status zsets' prefix; ARGV[7] the queue zset; ARGV[8] the name queues' prefix; ARGV[9] space id;
-# ARGV[10] n template fields, then n field/value pairs; then 5 per job: id, createdAt (ms), status, name, event.
-CLONE_LUA = """
-local nfields = tonumber(ARGV[10])
-local base, names = {}, {}
-for i = 0, nfields - 1 do
-  base[ARGV[11 + 2 * i]] = ARGV[12 + 2 * i]
-  names[#names + 1] = ARGV[11 + 2 * i]
-end
-local terminal = {completed = true, dead = true, killed = true}
-local RESULT = '{"ok":true,"items":42,"outputs":["out/1.webp","out/2.webp"]}'
-local templates = {}
--- Per status, once: the flat field/value list with the constant values set, and where each field's value sits.
-local function template(status)
-  if templates[status] then return templates[status] end
-  local flat, pos = {}, {}
-  for _, k in ipairs(names) do
-    flat[#flat + 1] = k
-    flat[#flat + 1] = base[k]
-    pos[k] = #flat
-  end
-  local function const(k, v) if pos[k] then flat[pos[k]] = v end end
-  const('spaceId', ARGV[9])
-  const('status', status)
-  for _, k in ipairs({'deliveredAt', 'startedAt', 'completedAt', 'result', 'scheduledFor'}) do const(k, '') end
-  if status == 'completed' then const('result', RESULT) end
-  if status == 'dead' then const('attemptNumber', base['maxRetries'] or '3') end
-  templates[status] = {flat, pos}
-  return templates[status]
-end
-local function put(f, pos, k, v) if pos[k] then f[pos[k]] = v end end
-local i = 11 + 2 * nfields
-while i <= #ARGV do
-  local id, created, status, name, event = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  local c = tonumber(created)
-  local t = template(status)
-  local f, pos = {unpack(t[1])}, t[2]
-  put(f, pos, 'id', id)
-  put(f, pos, 'name', name)
-  put(f, pos, 'createdAt', created)
-  local updated = created
-  if status ~= 'pending' then updated = string.format('%d', c + 800); put(f, pos, 'deliveredAt', updated) end
-  if status == 'running' or terminal[status] then
-    updated = string.format('%d', c + 1500)
-    put(f, pos, 'startedAt', updated)
-  end
-  if terminal[status] then updated = string.format('%d', c + 61500); put(f, pos, 'completedAt', updated) end
-  put(f, pos, 'updatedAt', updated)
-  redis.call('HSET', ARGV[1] .. id .. ARGV[2], unpack(f))
-  redis.call('RPUSH', ARGV[3] .. id .. ARGV[4], event)
-  redis.call('ZADD', ARGV[5], c, id)
-  redis.call('ZADD', ARGV[6] .. status, c, id)
-  if status == 'pending' then
-    redis.call('ZADD', ARGV[7], c, id)
-    redis.call('ZADD', ARGV[8] .. name, c, id)
-  end
-  i = i + 5
-end
-return 1
-"""
+# How long after its creation a seeded job was delivered, started and ended (ms).
+DELIVERED_AFTER_MS, STARTED_AFTER_MS, ENDED_AFTER_MS = 800, 1500, 61_500
+RESULT_JSON = '{"ok":true,"items":42,"outputs":["out/1.webp","out/2.webp"]}'
 
 
 @dataclass(frozen=True, slots=True)
 class JobTemplate:
-    fields: dict[str, str]  # the stored hash of a job created through the API
+    job: Job  # a job created through the API, as stored
     event: dict[str, Any]  # its "created" event
 
 
@@ -131,7 +74,7 @@ async def template_of(redis: Redis, space_id: str, job_id: str) -> JobTemplate:
     events = cast(list[bytes], await redis.lrange(keys.events(job_id), 0, 0))
     if not raw or not events:
         raise RuntimeError(f"template job {job_id} not found in Redis")
-    return JobTemplate({k.decode(): v.decode() for k, v in raw.items()}, orjson.loads(events[0]))
+    return JobTemplate(Job.from_hash(raw), orjson.loads(events[0]))
 
 
 async def run_space(redis: Redis, profile: str) -> SeededSpace:
@@ -216,34 +159,43 @@ async def clone_jobs(
     jobs: Sequence[tuple[str, int, str]],
     rng: random.Random,
 ) -> None:
-    """Store ``(id, createdAt ms, status)`` jobs shaped like ``template``, ``CLONE_BATCH`` per Lua call."""
-    script = redis.register_script(CLONE_LUA)
-    head = _clone_head(space_id, template)
+    """Store ``(id, createdAt ms, status)`` jobs shaped like ``template`` with their indexes, ``CLONE_BATCH`` per
+    round trip. Each record is the template's `Job` with this job's values, so it has exactly the stored shape."""
+    keys = SpaceKeys(space_id)
     clock = IsoClock()
     for start in range(0, len(jobs), CLONE_BATCH):
-        args: list[str | int] = list(head)
-        for job_id, created, status in jobs[start : start + CLONE_BATCH]:
-            name = JOB_NAMES[created % len(JOB_NAMES)]
-            event = {
-                **template.event,
-                "id": ulid_at(created, rng),
-                "jobId": job_id,
-                "spaceId": space_id,
-                "createdAt": clock.iso(created),
-            }
-            args += [job_id, created, status, name, orjson.dumps(event).decode()]
-        await script(keys=[], args=args)
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id, created, status in jobs[start : start + CLONE_BATCH]:
+                job = _seeded_job(template.job, space_id, job_id, created, status)
+                event = {**template.event, "id": ulid_at(created, rng), "jobId": job_id, "spaceId": space_id}
+                event["createdAt"] = clock.iso(created)
+                pipe.execute_command("HSET", keys.job(job_id), *itertools.chain.from_iterable(job.to_hash().items()))
+                pipe.rpush(keys.events(job_id), orjson.dumps(event))
+                pipe.zadd(keys.all_jobs, {job_id: created})
+                pipe.zadd(keys.jobs_with_status(status), {job_id: created})
+                if status == "pending":
+                    pipe.zadd(keys.queue, {job_id: created})
+                    pipe.zadd(keys.name_queue(job.name), {job_id: created})
+            await pipe.execute()
 
 
-def _clone_head(space_id: str, template: JobTemplate) -> list[str | int]:
-    keys = SpaceKeys(space_id)
-    job_pre, job_post = keys.job(PLACEHOLDER).split(PLACEHOLDER)
-    events_pre, events_post = keys.events(PLACEHOLDER).split(PLACEHOLDER)
-    status_pre = keys.jobs_with_status(PLACEHOLDER).removesuffix(PLACEHOLDER)
-    name_pre = keys.name_queue(PLACEHOLDER).removesuffix(PLACEHOLDER)
-    assert PLACEHOLDER not in status_pre + name_pre, "status and name must end those keys"
-    head: list[str | int] = [job_pre, job_post, events_pre, events_post, keys.all_jobs, status_pre, keys.queue]
-    head += [name_pre, space_id, len(template.fields)]
-    for field, value in template.fields.items():
-        head += [field, value]
-    return head
+def _seeded_job(template: Job, space_id: str, job_id: str, created: int, status: str) -> Job:
+    """A job that reached ``status`` at plausible times after ``created`` (never in a deadline or schedule)."""
+    delivered = None if status == "pending" else created + DELIVERED_AFTER_MS
+    started = created + STARTED_AFTER_MS if status == "running" or status in TERMINAL_STATUSES else None
+    ended = created + ENDED_AFTER_MS if status in TERMINAL_STATUSES else None
+    return replace(
+        template,
+        id=job_id,
+        space_id=space_id,
+        name=JOB_NAMES[created % len(JOB_NAMES)],
+        status=status,
+        attempt_number=template.max_retries if status == "dead" else template.attempt_number,
+        created_ms=created,
+        updated_ms=ended or started or delivered or created,
+        delivered_ms=delivered,
+        started_ms=started,
+        completed_ms=ended,
+        result_json=RESULT_JSON if status == "completed" else None,
+        scheduled_for_ms=None,
+    )

@@ -139,56 +139,58 @@ async def poll_jobs(request: web.Request) -> web.Response:
     return json_response({"jobs": await request.app[LIFECYCLE].poll(caller(request).space_id, poll)})
 
 
-async def _transition(request: web.Request, operation: str, *args: str | bytes) -> web.Response:
-    job = await request.app[LIFECYCLE].transition(operation, caller(request).space_id, job_id_of(request), *args)
-    return json_response(job)
+def _space_and_job(request: web.Request) -> tuple[str, str]:
+    return caller(request).space_id, job_id_of(request)
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/claim")
 @requires("jobs:poll")
 async def claim_job(request: web.Request) -> web.Response:
-    return await _transition(request, "claim")
+    return json_response(await request.app[LIFECYCLE].claim(*_space_and_job(request)))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/ack")
 @requires("jobs:ack")
 async def ack_job(request: web.Request) -> web.Response:
-    return await _transition(request, "ack")
+    return json_response(await request.app[LIFECYCLE].ack(*_space_and_job(request)))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/keepalive")
 @requires("jobs:keepalive")
 async def keepalive_job(request: web.Request) -> web.Response:
-    return await _transition(request, "keepalive")
+    return json_response(await request.app[LIFECYCLE].keepalive(*_space_and_job(request)))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/checkpoint")
 @requires("jobs:event")
 async def checkpoint_job(request: web.Request) -> web.Response:
     data = parse_checkpoint(await read_body(request, MEDIUM_BODY_BYTES))
-    return await _transition(request, "checkpoint", b'"checkpoint"', data, "1")
+    return json_response(await request.app[LIFECYCLE].checkpoint(*_space_and_job(request), data))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/event")
 @requires("jobs:event")
 async def record_event(request: web.Request) -> web.Response:
     kind, data = parse_event(await read_body(request, MEDIUM_BODY_BYTES))
-    return await _transition(request, "event", kind, data, "0")
+    return json_response(await request.app[LIFECYCLE].event(*_space_and_job(request), kind, data))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/complete")
 @requires("jobs:complete")
 async def complete_job(request: web.Request) -> web.Response:
-    return await _transition(request, "complete", parse_complete(await read_body(request, MEDIUM_BODY_BYTES)))
+    result = parse_complete(await read_body(request, MEDIUM_BODY_BYTES))
+    return json_response(await request.app[LIFECYCLE].complete(*_space_and_job(request), result))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/fail")
 @requires("jobs:fail")
 async def fail_job(request: web.Request) -> web.Response:
-    return await _transition(request, "fail", parse_fail(await read_body(request, MEDIUM_BODY_BYTES)))
+    error = parse_fail(await read_body(request, MEDIUM_BODY_BYTES))
+    return json_response(await request.app[LIFECYCLE].fail(*_space_and_job(request), error))
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/kill")
 @requires("jobs:kill")
 async def kill_job(request: web.Request) -> web.Response:
-    return await _transition(request, "kill", parse_kill(await read_body(request, SMALL_BODY_BYTES)))
+    reason = parse_kill(await read_body(request, SMALL_BODY_BYTES))
+    return json_response(await request.app[LIFECYCLE].kill(*_space_and_job(request), reason))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from service.domain.errors import InvalidParam
 from service.domain.validation import encode_json, parse_json
 
@@ -92,22 +90,23 @@ def parse_fail(body: bytes) -> bytes:
     return _bounded_json(error, "error", enclosing=4)  # {"events": [{"data": {"error": …}}]}
 
 
-def parse_kill(body: bytes) -> bytes:
+def parse_kill(body: bytes) -> str | None:
+    """The reason, if one was given."""
     reason = _object_body(body, frozenset({"reason"})).get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > 10_000):
         raise InvalidParam("reason must be a string of at most 10000 characters")
-    return orjson.dumps(reason)
+    return reason
 
 
-def parse_event(body: bytes) -> tuple[bytes, bytes]:
-    """The event type and data, each as JSON."""
+def parse_event(body: bytes) -> tuple[str, bytes]:
+    """The event type, and its data as JSON."""
     document = _object_body(body, frozenset({"type", "data"}), required=True)
     kind = document.get("type")
     if not isinstance(kind, str) or not 1 <= len(kind) <= MAX_EVENT_TYPE_CHARS or not kind.strip():
         raise InvalidParam(f"type is required: a string of 1 to {MAX_EVENT_TYPE_CHARS} characters")
     if kind.strip().lower() in RESERVED_EVENT_TYPES:
         raise InvalidParam(f"type {kind!r} is reserved for lifecycle events; choose another type")
-    return orjson.dumps(kind), _bounded_json(document.get("data"), "data")
+    return kind, _bounded_json(document.get("data"), "data")
 
 
 def parse_checkpoint(body: bytes) -> bytes:

@@ -1,7 +1,7 @@
 """Job records, their events, listing indexes and latest progress in Redis.
 
 Keys written here, all under the space's hash tag (see `keyspace.SpaceKeys`) but the last:
-  ``…:job:<jobId>``           hash: the stored job (flat strings; JSON for payload, result, callbackHeaders)
+  ``…:job:<jobId>``           hash: the stored job, `domain.jobs.Job` (flat strings; JSON kept as text)
   ``…:job:<jobId>:events``    list: event JSON, oldest first
   ``…:job:<jobId>:progress``  string: ``{"progress": …, "timestamp": …}`` of the latest report
   ``…:jobs``                  zset: every job by createdAt (ms)
@@ -27,18 +27,20 @@ from redis.asyncio import Redis
 
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
-from service.domain.jobs import TERMINAL_STATUSES, NewJob, event_record, job_view
-from service.stores.keyspace import DUE_SPACES, SpaceKeys, decode_hash, text
+from service.domain.jobs import TERMINAL_STATUSES, Job, NewJob, event_record, lua_set
+from service.stores.keyspace import DUE_SPACES, SpaceKeys, text
 from service.stores.redis_cache import ReadCache
 
 # KEYS[1] job hash   KEYS[2] progress key   KEYS[3] deadlines zset
 # ARGV[1] job id   ARGV[2] progress record JSON   ARGV[3] now (ms)
 # → job status after the update ('' when the job does not exist); terminal jobs are left unchanged
-SET_PROGRESS_LUA = """
+SET_PROGRESS_LUA = (
+    lua_set("TERMINAL", TERMINAL_STATUSES)
+    + """
 local job = redis.call('HMGET', KEYS[1], 'status', 'timeoutSeconds')
 local status = job[1]
 if not status then return '' end
-if status == 'completed' or status == 'dead' or status == 'killed' then return status end
+if TERMINAL[status] then return status end
 redis.call('SET', KEYS[2], ARGV[2])
 redis.call('HSET', KEYS[1], 'updatedAt', ARGV[3])
 if status == 'running' then
@@ -46,6 +48,7 @@ if status == 'running' then
 end
 return status
 """
+)
 
 
 # Reads as one script call: a single command costs less client work than a two-command pipeline.
@@ -77,32 +80,13 @@ class JobStore:
         """Create all jobs in one MULTI on the space's slot: all of them exist afterwards, or none."""
         keys = SpaceKeys(space_id)
         created_ms = now_ms()
-        stored_jobs: list[dict[str, str]] = []
+        created: list[Job] = []
         async with self._redis.pipeline(transaction=True) as tx:
-            for job in jobs:
-                job_id = new_id()
-                status = "scheduled" if job.scheduled_for_ms is not None else "pending"
-                stored = {
-                    "id": job_id,
-                    "spaceId": space_id,
-                    "name": job.name,
-                    "payload": job.payload_json.decode(),
-                    "status": status,
-                    "maxRetries": str(job.max_retries),
-                    "attemptNumber": "0",
-                    "timeoutSeconds": str(job.timeout_s),
-                    "deliveredAt": "",
-                    "startedAt": "",
-                    "completedAt": "",
-                    "result": "",
-                    "createdAt": str(created_ms),
-                    "updatedAt": str(created_ms),
-                    "callbackUrl": job.callback_url or "",
-                    "callbackHeaders": (job.callback_headers_json or b"").decode(),
-                    "scheduledFor": str(job.scheduled_for_ms or ""),
-                }
-                stored_jobs.append(stored)
-                tx.hset(keys.job(job_id), mapping=cast(Mapping[Any, Any], stored))
+            for new in jobs:
+                job = Job.created(new_id(), space_id, new, created_ms)
+                job_id, status = job.id, job.status
+                created.append(job)
+                tx.hset(keys.job(job_id), mapping=cast(Mapping[Any, Any], job.to_hash()))
                 tx.zadd(keys.all_jobs, {job_id: created_ms})
                 tx.zadd(keys.jobs_with_status(status), {job_id: created_ms})
                 tx.rpush(keys.events(job_id), event_record(new_id(), job_id, space_id, "created", None, created_ms))
@@ -120,7 +104,7 @@ class JobStore:
         scheduled_ms = [job.scheduled_for_ms for job in jobs if job.scheduled_for_ms is not None]
         if scheduled_ms:  # a hint for the background sweep (a global key: outside the space's transaction)
             await self._redis.zadd(DUE_SPACES, {space_id: min(scheduled_ms)}, lt=True)
-        return [job_view(stored, detailed=True) for stored in stored_jobs]
+        return [job.view(detailed=True) for job in created]
 
     async def get(self, space_id: str, job_id: str) -> dict[str, Any]:
         """The job with its events (Get Job); `JobNotFound` when the space has no such job."""
@@ -132,18 +116,11 @@ class JobStore:
             if not reply:
                 raise JobNotFound()
             flat, raw_events = reply
-            view = job_view(decode_hash(dict(zip(flat[::2], flat[1::2], strict=True))), detailed=True)
+            view = Job.from_flat(flat).view(detailed=True)
             view["events"] = [orjson.Fragment(event) for event in raw_events]
             return view
 
         return await self._cache.read(cache_keys[0], cache_keys, load)
-
-    async def get_field(self, space_id: str, job_id: str, field: str) -> str:
-        """One field of a job; `JobNotFound` when the space has no such job."""
-        value = await self._redis.hget(SpaceKeys(space_id).job(job_id), field)
-        if value is None:
-            raise JobNotFound()
-        return text(value)
 
     async def list(self, space_id: str, status: str | None, limit: int, offset: int) -> list[dict[str, Any]]:
         """Newest createdAt first: one ZREVRANGE on the index, then one pipelined read of the page."""
@@ -156,7 +133,7 @@ class JobStore:
             for job_id in job_ids:
                 pipe.hgetall(keys.job(text(job_id)))
             raw_jobs = await pipe.execute()
-        return [job_view(decode_hash(raw)) for raw in raw_jobs if raw]
+        return [Job.from_hash(raw).view() for raw in raw_jobs if raw]
 
     async def set_progress(self, space_id: str, job_id: str, progress: dict[str, Any]) -> dict[str, Any]:
         keys = SpaceKeys(space_id)

@@ -11,27 +11,39 @@ order of `TransitionKeys` below and never builds a key itself:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
 
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
-from service.domain.jobs import JOB_STATUSES
-from service.stores.keyspace import DUE_SPACES, SPACES, SpaceKeys, decode_hash, text
+from service.domain.jobs import (
+    HELD_STATUSES,
+    JOB_STATUSES,
+    NON_TERMINAL_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    describe_statuses,
+    lua_set,
+)
+from service.stores.keyspace import DUE_SPACES, SPACES, SpaceKeys, text
 from service.stores.redis_cache import ReadCache
 
 # Shared by every transition script. KEYS layout (TransitionKeys):
 #   1 job hash   2 events   3 queue   4 queue of the job's name   5 scheduled   6 deadlines   7 callbacks
 #   8..14 status indexes: scheduled, pending, delivered, running, completed, dead, killed
 # ARGV layout: 1 job id   2 space id   3 now (ms)   4 now (ISO)   5..7 event ids   8.. operation arguments
-_FUNCTIONS = """
-local INDEX = {scheduled=8, pending=9, delivered=10, running=11, completed=12, dead=13, killed=14}
-local TERMINAL = {completed=true, dead=true, killed=true}
-local space_id, now, now_iso = ARGV[2], tonumber(ARGV[3]), ARGV[4]
+_FIRST_STATUS_INDEX = 8
+_FUNCTIONS = (
+    # the status sets and the index keys' places come from `domain.jobs`, the one definition of both
+    "local INDEX = {"
+    + ", ".join(f"{status}={place}" for place, status in enumerate(JOB_STATUSES, start=_FIRST_STATUS_INDEX))
+    + "}\n"
+    + lua_set("TERMINAL", TERMINAL_STATUSES)
+    + """local space_id, now, now_iso = ARGV[2], tonumber(ARGV[3]), ARGV[4]
 -- the job acted on: the poll script points these at each candidate in turn
 local job_id, JOB, EVENTS, NAME_QUEUE = ARGV[1], KEYS[1], KEYS[2], KEYS[4]
 local next_event = 5
@@ -101,8 +113,10 @@ local function reply(outcome)
   return {outcome, redis.call('HGETALL', JOB)}
 end
 """
+)
 
-# Every single-job transition starts here: the job must exist; its status is read once.
+# Every single-job transition starts here: the job must exist; its status is read once. Then, for an operation
+# with allowed states, the guard generated from them (`Operation.script`).
 _PRELUDE = (
     _FUNCTIONS
     + """
@@ -111,17 +125,167 @@ local status = field('status')
 """
 )
 
+Outcome = Literal["ok", "not-due", "wrong"]
+OperationArgs = list[str | bytes]
 
-def _script(body: str) -> str:
-    return _PRELUDE + body
+
+def _no_args() -> OperationArgs:
+    return []
 
 
-# pending → delivered.   → 'ok' | 'wrong:<status>'
-CLAIM_LUA = _script("""
-if status ~= 'pending' then return reply('wrong:' .. status) end
-claim()
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One transition: what a 409 calls it, the states it may start from, its Lua and how its arguments become
+    ARGV[8..]. A script answers ``'ok'``, ``'wrong:<status>'`` (the guard) or ``'not-due'`` (sweep operations)."""
+
+    action: str
+    allowed: frozenset[str] | None  # None: no guard, the script decides (the sweep's operations)
+    body: str
+    encode: Callable[..., OperationArgs] = _no_args
+
+    @property
+    def script(self) -> str:
+        if self.allowed is None:
+            return _PRELUDE + self.body
+        guard = lua_set("ALLOWED", self.allowed) + "if not ALLOWED[status] then return reply('wrong:' .. status) end\n"
+        return _PRELUDE + guard + self.body
+
+    def wrong_state(self, status: str) -> WrongState:
+        allowed = describe_statuses(self.allowed or frozenset())
+        return WrongState(f"Job is {status}; {self.action} requires a {allowed} job")
+
+
+# pending → delivered; the ack deadline starts.
+CLAIM = Operation("claim", frozenset({"pending"}), "claim()\nreturn reply('ok')\n")
+
+# delivered → running; the execution deadline starts.
+ACK = Operation(
+    "ack",
+    frozenset({"delivered"}),
+    """
+move('delivered', 'running')
+redis.call('HSET', JOB, 'startedAt', now)
+redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+event('"started"', '{"attempt":' .. field('attemptNumber') .. '}')
 return reply('ok')
-""")
+""",
+)
+
+# running: the execution deadline becomes now + timeoutSeconds.
+KEEPALIVE = Operation(
+    "keepalive",
+    frozenset({"running"}),
+    """
+redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+redis.call('HSET', JOB, 'updatedAt', now)
+return reply('ok')
+""",
+)
+
+# ARGV[8] event type (JSON string)   ARGV[9] data JSON   ARGV[10] '1' = a checkpoint: also resets the deadline
+# of a running job. Events (custom ones too) are recorded while the job lives, not once it has ended.
+_EVENT_BODY = """
+if ARGV[10] == '1' and status == 'running' then
+  redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
+end
+event(ARGV[8], ARGV[9])
+redis.call('HSET', JOB, 'updatedAt', now)
+return reply('ok')
+"""
+
+
+def _checkpoint_args(data_json: bytes) -> OperationArgs:
+    return [b'"checkpoint"', data_json, "1"]
+
+
+def _event_args(kind: str, data_json: bytes) -> OperationArgs:
+    return [orjson.dumps(kind), data_json, "0"]
+
+
+CHECKPOINT = Operation("checkpoint", NON_TERMINAL_STATUSES, _EVENT_BODY, _checkpoint_args)
+EVENT = Operation("event", NON_TERMINAL_STATUSES, _EVENT_BODY, _event_args)
+
+
+def _json_args(value_json: bytes) -> OperationArgs:
+    return [value_json]
+
+
+# running → completed.   ARGV[8] result JSON
+COMPLETE = Operation(
+    "complete",
+    frozenset({"running"}),
+    """
+move('running', 'completed')
+finish('completed', ARGV[8])
+event('"completed"', ARGV[8])
+return reply('ok')
+""",
+    _json_args,
+)
+
+# delivered/running → pending (retry) or dead.   ARGV[8] error JSON
+FAIL = Operation("fail", HELD_STATUSES, "fail(status, ARGV[8])\nreturn reply('ok')\n", _json_args)
+
+
+def _kill_args(reason: str | None) -> OperationArgs:
+    return [orjson.dumps(reason)]
+
+
+# any non-terminal → killed.   ARGV[8] reason JSON (string or null)
+KILL = Operation(
+    "kill",
+    NON_TERMINAL_STATUSES,
+    """
+move(status, 'killed')
+finish('killed', nil)
+event('"killed"', '{"reason":' .. ARGV[8] .. '}')
+return reply('ok')
+""",
+    _kill_args,
+)
+
+# A due deadline: a delivered job not acked goes back to pending; a running one is failed with a `timeout`
+# event. Acts only when the deadline is really due, so each deadline is handled once whoever runs the sweep.
+TIMEOUT = Operation(
+    "timeout",
+    None,
+    """
+local due = redis.call('ZSCORE', KEYS[6], job_id)
+if not due or tonumber(due) > now then return reply('not-due') end
+if status == 'delivered' then
+  redis.call('ZREM', KEYS[6], job_id)
+  move('delivered', 'pending')
+  redis.call('HSET', JOB, 'deliveredAt', '')
+  enqueue(now)
+  event('"timeout"', '{"reason":"not acknowledged within timeoutSeconds","attempt":' .. field('attemptNumber') .. '}')
+  return reply('ok')
+end
+if status == 'running' then
+  event('"timeout"', '{"reason":"no progress, checkpoint or keepalive within timeoutSeconds","attempt":' ..
+    field('attemptNumber') .. '}')
+  fail('running', '"timeout"')
+  return reply('ok')
+end
+redis.call('ZREM', KEYS[6], job_id)
+return reply('not-due')
+""",
+)
+
+# A scheduled job whose time has come becomes pending, available since its scheduledFor.
+PROMOTE = Operation(
+    "promote",
+    None,
+    """
+local due = redis.call('ZSCORE', KEYS[5], job_id)
+if status ~= 'scheduled' or not due or tonumber(due) > now then return reply('not-due') end
+redis.call('ZREM', KEYS[5], job_id)
+move('scheduled', 'pending')
+enqueue(tonumber(due))
+return reply('ok')
+""",
+)
+
+OPERATIONS = (CLAIM, ACK, KEEPALIVE, CHECKPOINT, EVENT, COMPLETE, FAIL, KILL, TIMEOUT, PROMOTE)
 
 # Poll: claim the first ARGV[8] candidates (oldest first) that are still pending, in one step. Candidates are
 # read just before; a few more than wanted are passed, so candidates a concurrent poller took are made up for.
@@ -144,103 +308,13 @@ return claimed
 """
 )
 
-# delivered → running; the execution deadline starts.
-ACK_LUA = _script("""
-if status ~= 'delivered' then return reply('wrong:' .. status) end
-move('delivered', 'running')
-redis.call('HSET', JOB, 'startedAt', now)
-redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
-event('"started"', '{"attempt":' .. field('attemptNumber') .. '}')
-return reply('ok')
-""")
-
-# running: the execution deadline becomes now + timeoutSeconds.
-KEEPALIVE_LUA = _script("""
-if status ~= 'running' then return reply('wrong:' .. status) end
-redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
-redis.call('HSET', JOB, 'updatedAt', now)
-return reply('ok')
-""")
-
-# ARGV[8] event type (JSON string)   ARGV[9] data JSON   ARGV[10] '1' = a checkpoint: also resets the deadline
-# of a running job. Events (custom ones too) are recorded while the job lives, not once it has ended.
-EVENT_LUA = _script("""
-if TERMINAL[status] then return reply('wrong:' .. status) end
-if ARGV[10] == '1' and status == 'running' then
-  redis.call('ZADD', KEYS[6], now + tonumber(field('timeoutSeconds')) * 1000, job_id)
-end
-event(ARGV[8], ARGV[9])
-redis.call('HSET', JOB, 'updatedAt', now)
-return reply('ok')
-""")
-
-# running → completed.   ARGV[8] result JSON
-COMPLETE_LUA = _script("""
-if status ~= 'running' then return reply('wrong:' .. status) end
-move('running', 'completed')
-finish('completed', ARGV[8])
-event('"completed"', ARGV[8])
-return reply('ok')
-""")
-
-# delivered/running → pending (retry) or dead.   ARGV[8] error JSON string
-FAIL_LUA = _script("""
-if status ~= 'running' and status ~= 'delivered' then return reply('wrong:' .. status) end
-fail(status, ARGV[8])
-return reply('ok')
-""")
-
-# any non-terminal → killed.   ARGV[8] reason JSON (string or null)
-KILL_LUA = _script("""
-if TERMINAL[status] then return reply('wrong:' .. status) end
-move(status, 'killed')
-finish('killed', nil)
-event('"killed"', '{"reason":' .. ARGV[8] .. '}')
-return reply('ok')
-""")
-
-# A due deadline: a delivered job not acked goes back to pending; a running one is failed with a `timeout`
-# event. Acts only when the deadline is really due, so each deadline is handled once whoever runs the sweep.
-TIMEOUT_LUA = _script("""
-local due = redis.call('ZSCORE', KEYS[6], job_id)
-if not due or tonumber(due) > now then return reply('not-due') end
-if status == 'delivered' then
-  redis.call('ZREM', KEYS[6], job_id)
-  move('delivered', 'pending')
-  redis.call('HSET', JOB, 'deliveredAt', '')
-  enqueue(now)
-  event('"timeout"', '{"reason":"not acknowledged within timeoutSeconds","attempt":' .. field('attemptNumber') .. '}')
-  return reply('ok')
-end
-if status == 'running' then
-  event('"timeout"', '{"reason":"no progress, checkpoint or keepalive within timeoutSeconds","attempt":' ..
-    field('attemptNumber') .. '}')
-  fail('running', '"timeout"')
-  return reply('ok')
-end
-redis.call('ZREM', KEYS[6], job_id)
-return reply('not-due')
-""")
-
-# A scheduled job whose time has come becomes pending, available since its scheduledFor.
-PROMOTE_LUA = _script("""
-local due = redis.call('ZSCORE', KEYS[5], job_id)
-if status ~= 'scheduled' or not due or tonumber(due) > now then return reply('not-due') end
-redis.call('ZREM', KEYS[5], job_id)
-move('scheduled', 'pending')
-enqueue(tonumber(due))
-return reply('ok')
-""")
-
-
 MAX_KNOWN_NAMES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class Transition:
-    outcome: str  # 'ok', 'not-due', or 'wrong' (with the current status)
-    status: str
-    job: dict[str, str]
+    outcome: Outcome
+    job: Job  # as the script left it (unchanged unless the outcome is 'ok')
 
 
 class TransitionStore:
@@ -248,21 +322,7 @@ class TransitionStore:
         self._redis = redis
         self._cache = cache  # transitions drop the cached copies of the jobs they change
         self._names: dict[tuple[str, str], str] = {}
-        self._scripts = {
-            name: redis.register_script(source)
-            for name, source in {
-                "claim": CLAIM_LUA,
-                "ack": ACK_LUA,
-                "keepalive": KEEPALIVE_LUA,
-                "checkpoint": EVENT_LUA,
-                "event": EVENT_LUA,
-                "complete": COMPLETE_LUA,
-                "fail": FAIL_LUA,
-                "kill": KILL_LUA,
-                "timeout": TIMEOUT_LUA,
-                "promote": PROMOTE_LUA,
-            }.items()
-        }
+        self._scripts = {operation.action: redis.register_script(operation.script) for operation in OPERATIONS}
         self._poll = redis.register_script(POLL_LUA)
 
     async def job_name(self, space_id: str, job_id: str) -> str:
@@ -279,20 +339,23 @@ class TransitionStore:
         self._names[(space_id, job_id)] = found = text(name)
         return found
 
-    async def run(
-        self, operation: str, space_id: str, job_id: str, name: str, *operation_args: str | bytes
-    ) -> Transition:
-        """Run one transition script; `JobNotFound` when the job is gone."""
+    async def run(self, operation: Operation, space_id: str, job_id: str, name: str, *values: Any) -> Transition:
+        """Run one transition on one job, ``values`` being what ``operation.encode`` takes; `JobNotFound` when the
+        job is gone."""
         keys = SpaceKeys(space_id)
-        running = self._scripts[operation](
-            keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args(), *operation_args]
+        running = self._scripts[operation.action](
+            keys=transition_keys(keys, job_id, name),
+            args=[job_id, space_id, *clock_args(), *operation.encode(*values)],
         )
         return _transition(await self._cache.writing((keys.job(job_id), keys.events(job_id)), running))
 
-    async def run_many(self, operation: str, space_id: str, jobs: Sequence[tuple[str, str]]) -> list[Transition | None]:
-        """The same transition for several (jobId, name) pairs in one round trip; None where the job is gone."""
+    async def run_many(
+        self, operation: Operation, space_id: str, jobs: Sequence[tuple[str, str]]
+    ) -> list[Transition | None]:
+        """The same argument-less transition (the sweep's) for several (jobId, name) pairs in one round trip; None
+        where the job is gone."""
         keys = SpaceKeys(space_id)
-        script = self._scripts[operation]
+        script = self._scripts[operation.action]
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id, name in jobs:
                 await script(
@@ -409,19 +472,9 @@ def clock_args() -> list[str]:
     return [str(moment), iso_from_ms(moment), new_id(), new_id(), new_id()]
 
 
-def json_arg(value: Any) -> bytes:
-    return orjson.dumps(value)
-
-
 def _transition(reply: Any) -> Transition:
     outcome = text(reply[0])
     if outcome == "missing":
         raise JobNotFound()
-    flat = reply[1]
-    job = decode_hash(dict(zip(flat[::2], flat[1::2], strict=True)))
     kind, _, _ = outcome.partition(":")
-    return Transition(kind, job["status"], job)
-
-
-def wrong_state(transition: Transition, action: str, allowed: str) -> WrongState:
-    return WrongState(f"Job is {transition.status}; {action} requires a {allowed} job")
+    return Transition(cast(Outcome, kind), Job.from_flat(reply[1]))
