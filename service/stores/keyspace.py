@@ -31,8 +31,10 @@ class SpaceKeys:
         """Hash keyId → sha256 of the key: lists a space's keys without ever storing them."""
         return f"{self.prefix}:apikeys"
 
-    def rate_bucket(self, key_id: str) -> str:
-        return f"{self.prefix}:rl:{key_id}"
+    def rate_bucket(self, key_sha256: str) -> str:
+        """Token bucket of one API key, named by the first 20 hex digits of the key's SHA-256 (what a request
+        presents), not by the key id: authenticating then takes one round trip."""
+        return f"{self.prefix}:rl:{key_sha256[:20]}"
 
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"

@@ -1,7 +1,8 @@
 """Spaces and API keys in Redis.
 
 Keys owned (see `keyspace`): ``jl:spaces``, ``jl:keyindex``, and per space ``…:apikey:<sha256>`` (hash: keyId,
-name, scopes, createdAt, revokedAt), ``…:apikeys`` (hash keyId → sha256) and ``…:rl:<keyId>`` (token bucket).
+name, scopes, createdAt, revokedAt), ``…:apikeys`` (hash keyId → sha256) and ``…:rl:<sha256 prefix>`` (token
+bucket, see `SpaceKeys.rate_bucket`).
 
 An API key reads ``emit_<spaceId>_<secret>``: the key names its space, so authenticating it only ever reads
 that space's slot, and a key of one space cannot address another space's records. Only the SHA-256 of a key
@@ -146,9 +147,8 @@ class ApiKeyStore:
         space_id = match.group(1)
         digest = key_digest(api_key)
         keys = SpaceKeys(space_id)
-        # The bucket is named by a digest prefix, not the key id, so that one round trip suffices.
         reply = await self._authenticate(
-            keys=[keys.api_key(digest), keys.rate_bucket(digest[:20])], args=[rate_limit_per_s, wanted_tokens]
+            keys=[keys.api_key(digest), keys.rate_bucket(digest)], args=[rate_limit_per_s, wanted_tokens]
         )
         if int(reply[0]) == 0:
             return AuthResult(None)
