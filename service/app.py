@@ -143,7 +143,7 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS]), app[LOGS], settings)
+    worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS], app[READ_CACHE]), app[LOGS], settings)
     # at most a clean-up request to finish, then the deliveries in flight
     stop_timeout_s = settings.es_request_timeout_s + settings.callback_timeout_s + 5
     async with _running(worker.run, stop_timeout_s=stop_timeout_s, name="joblens-background"):

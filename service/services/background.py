@@ -15,7 +15,7 @@ import aiohttp
 import orjson
 
 from service.domain.clock import iso_from_ms, new_id, now_ms
-from service.domain.jobs import event_record
+from service.domain.jobs import Job, event_record
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
 from service.settings import Settings
@@ -122,35 +122,40 @@ class BackgroundWorker:
         attempts = delivery.attempt
         if error is None:
             event = _event(job, "callback_sent", {"attempts": attempts})
-            await self._callbacks.settle(space_id, delivery.job_id, None, event)
+            await self._callbacks.settle(space_id, job.id, None, event)
         elif attempts >= self._settings.callback_max_attempts:
-            log.warning("callback for job %s failed for good after %d attempts: %s", delivery.job_id, attempts, error)
+            log.warning("callback for job %s failed for good after %d attempts: %s", job.id, attempts, error)
             event = _event(job, "callback_failed", {"attempts": attempts, "error": error})
-            await self._callbacks.settle(space_id, delivery.job_id, None, event)
+            await self._callbacks.settle(space_id, job.id, None, event)
         else:
             backoff_ms = int(self._settings.callback_backoff_s * 1000 * 2 ** (attempts - 1))
             next_attempt = now_ms() + backoff_ms
-            await self._callbacks.settle(space_id, delivery.job_id, next_attempt, None)
+            await self._callbacks.settle(space_id, job.id, next_attempt, None)
             await self._lifecycle.hint(space_id, next_attempt)  # the sweep hinted the lease's end, which is later
 
 
-async def post_callback(http: aiohttp.ClientSession, job: dict[str, str]) -> str | None:
-    """POST the documented body with the job's headers; None when delivered (HTTP 200), else why not."""
-    payload = {
-        "jobId": job["id"],
-        "spaceId": job["spaceId"],
-        "name": job["name"],
-        "status": job["status"],
-        "attemptNumber": int(job["attemptNumber"]),
-        "result": orjson.Fragment(job["result"]) if job["result"] else None,
-        "timestamp": iso_from_ms(int(job["completedAt"] or job["updatedAt"])),
+def callback_body(job: Job) -> dict[str, Any]:
+    """What a callbackUrl receives when its job ends (the contract's callback payload)."""
+    return {
+        "jobId": job.id,
+        "spaceId": job.space_id,
+        "name": job.name,
+        "status": job.status,
+        "attemptNumber": job.attempt_number,
+        "result": orjson.Fragment(job.result_json) if job.result_json else None,
+        "timestamp": iso_from_ms(job.ended_ms),
     }
-    headers = dict(orjson.loads(job["callbackHeaders"])) if job["callbackHeaders"] else {}
+
+
+async def post_callback(http: aiohttp.ClientSession, job: Job) -> str | None:
+    """POST the documented body with the job's headers; None when delivered (HTTP 200), else why not."""
+    assert job.callback_url is not None  # only jobs with a callbackUrl are ever queued for delivery
+    headers = dict(orjson.loads(job.callback_headers_json)) if job.callback_headers_json else {}
     headers["Content-Type"] = "application/json"
     try:
         # Redirects are not followed: only a 200 from the callbackUrl itself counts as delivered.
         async with http.post(
-            job["callbackUrl"], data=orjson.dumps(payload), headers=headers, allow_redirects=False
+            job.callback_url, data=orjson.dumps(callback_body(job)), headers=headers, allow_redirects=False
         ) as response:
             return None if response.status == 200 else f"HTTP {response.status}"
     except TimeoutError:
@@ -159,12 +164,12 @@ async def post_callback(http: aiohttp.ClientSession, job: dict[str, str]) -> str
         return f"request failed: {type(exc).__name__}"
     except Exception as exc:  # e.g. a host name IDNA cannot encode: a failed attempt like any other
         # the type only: a message could quote the URL, whose query may hold a secret
-        log.warning("callback for job %s could not be sent: %s", job["id"], type(exc).__name__)
+        log.warning("callback for job %s could not be sent: %s", job.id, type(exc).__name__)
         return f"request failed: {type(exc).__name__}"
 
 
-def _event(job: dict[str, str], kind: str, data: dict[str, Any]) -> bytes:
-    return event_record(new_id(), job["id"], job["spaceId"], kind, data, now_ms())
+def _event(job: Job, kind: str, data: dict[str, Any]) -> bytes:
+    return event_record(new_id(), job.id, job.space_id, kind, data, now_ms())
 
 
 async def _pause(stopping: asyncio.Event, seconds: float) -> None:

@@ -13,7 +13,9 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from service.stores.keyspace import SpaceKeys, decode_hash, text
+from service.domain.jobs import Job
+from service.stores.keyspace import SpaceKeys, text
+from service.stores.redis_cache import ReadCache
 
 # KEYS[1] callbacks zset   KEYS[2] attempts hash   KEYS[3] job hash
 # ARGV[1] job id   ARGV[2] now (ms)   ARGV[3] lease end (ms)
@@ -42,14 +44,14 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    job_id: str
     attempt: int
-    job: dict[str, str]
+    job: Job
 
 
 class CallbackStore:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, cache: ReadCache) -> None:
         self._redis = redis
+        self._cache = cache  # settling records an event: the cached Get Job of that job is dropped
         self._take = redis.register_script(TAKE_LUA)
         self._settle = redis.register_script(SETTLE_LUA)
 
@@ -66,12 +68,12 @@ class CallbackStore:
         )
         if not reply:
             return None
-        flat = reply[1]
-        return Delivery(job_id, int(reply[0]), decode_hash(dict(zip(flat[::2], flat[1::2], strict=True))))
+        return Delivery(int(reply[0]), Job.from_flat(reply[1]))
 
     async def settle(self, space_id: str, job_id: str, next_due: int | None, event: bytes | None) -> None:
         keys = SpaceKeys(space_id)
-        await self._settle(
+        settling = self._settle(
             keys=[keys.callbacks, keys.callback(job_id), keys.events(job_id)],
             args=[job_id, "" if next_due is None else next_due, event or b""],
         )
+        await self._cache.writing((keys.events(job_id),), settling)
