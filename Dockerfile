@@ -9,6 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY service ./service
+COPY devstack ./devstack
 COPY index_templates ./index_templates
 RUN pip install . && useradd --system --no-create-home joblens
 ENV JOBLENS_INDEX_TEMPLATES_DIR=/app/index_templates

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from bench.procs import LOOPBACK, free_port
+from bench.procs import LOOPBACK
+from devstack.ports import free_port
 
 # Hop-by-hop and per-connection headers are not part of "the request".
 NOT_REPLAYED = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
