@@ -11,12 +11,13 @@ STAMP := $(VENV)/.installed
 STACK := $(BIN)/joblens stack
 SERVE_ARGS ?=
 
-.PHONY: help setup venv run test lint fmt stack-up stack-down stack-status bench bench-quick clean
+.PHONY: help setup venv run test lint fmt docs stack-up stack-down stack-status bench bench-quick clean
 
 help:
 	@echo "make run           stack up + joblens serve (foreground)"
 	@echo "make test          ruff, ruff format --check, mypy --strict, pytest against the stack"
-	@echo "make lint | fmt    static checks | auto-format"
+	@echo "make lint | fmt    static checks (scripts/lint.sh, also run by make test) | apply ruff's fixes"
+	@echo "make docs          regenerate docs/configuration.md from service/settings.py"
 	@echo "make stack-up | stack-down | stack-status"
 	@echo "make bench | bench-quick"
 	@echo "make setup | venv | clean"
@@ -40,14 +41,16 @@ run: setup venv
 test: setup venv
 	bash scripts/test.sh
 
+# One definition of the checks, shared with scripts/test.sh (make test, CI).
 lint: venv
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict service tests bench
+	VENV=$(VENV) bash scripts/lint.sh
 
 fmt: venv
-	$(BIN)/ruff format .
-	$(BIN)/ruff check --fix .
+	VENV=$(VENV) bash scripts/lint.sh --fix
+
+# tests/test_settings_docs.py fails when the committed reference differs from this output.
+docs: venv
+	$(PY) -m service.settings > docs/configuration.md.tmp && mv docs/configuration.md.tmp docs/configuration.md
 
 stack-up: setup venv
 	$(STACK) up

@@ -13,7 +13,7 @@ cleanup() {
     trap - EXIT
     if [[ "$started" == 1 ]]; then
         echo "test.sh: stopping the stack this run started" >&2
-        "$BIN/python" -m service.stack down || echo "test.sh: stack down failed" >&2
+        "$BIN/python" -m devstack down || echo "test.sh: stack down failed" >&2
     fi
     exit "$rc"
 }
@@ -21,7 +21,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-stack_env="$("$BIN/python" -m service.stack up --env)"
+stack_env="$("$BIN/python" -m devstack up --env)"
 eval "$stack_env"
 started="$JOBLENS_STACK_STARTED"
 unset JOBLENS_STACK_STARTED
@@ -33,9 +33,8 @@ step() {
     "$@"
 }
 
-step "$BIN/ruff" check .
-step "$BIN/ruff" format --check .
-step "$BIN/mypy" --strict service tests bench
+# The static checks are defined once, in scripts/lint.sh (also `make lint`).
+bash scripts/lint.sh
 
 rc=0
 step "$BIN/pytest" "$@" || rc=$?
