@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -32,34 +32,81 @@ class SettingsError(ValueError):
     """An environment variable holds a value joblens cannot use; the message names it."""
 
 
+def _setting(default: T, doc: str, *, shown_default: str | None = None) -> T:
+    """A `Settings` field with its one-line description (and, where the default depends on the machine, how
+    the configuration reference shows it). The reference in docs/configuration.md is rendered from these."""
+    metadata = {"doc": doc} if shown_default is None else {"doc": doc, "shown_default": shown_default}
+    field: T = dataclasses.field(default=default, metadata=metadata)
+    return field
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8080
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    elasticsearch_urls: tuple[str, ...] = ("http://127.0.0.1:9200",)
-    index_prefix: str = "joblogs"
-    index_templates_dir: str = DEFAULT_INDEX_TEMPLATES_DIR
-    index_shards: int = 1
-    index_replicas: int = 0
-    index_refresh_interval_s: float = 0.25
-    connect_timeout_s: float = 30.0
-    es_request_timeout_s: float = 10.0
-    rate_limit_per_s: int = 1000
-    max_body_bytes: int = 5 * 1024 * 1024
-    body_timeout_s: float = 30.0
-    idle_timeout_s: float = 30.0
-    max_log_lines: int = 1000
-    log_lease_s: float = 30.0
-    log_cleanup_grace_s: float = 300.0
-    idempotency_ttl_s: int = 24 * 3600
-    timeout_loop_interval_s: float = 0.5
-    callback_timeout_s: float = 10.0
-    callback_max_attempts: int = 5
-    callback_backoff_s: float = 1.0
-    background_tasks: bool = True
-    read_cache_entries: int = 10_000
-    access_log: bool = True
+    host: str = _setting("127.0.0.1", "Listen address; `joblens serve --host` overrides it.")
+    port: int = _setting(8080, "Listen port; `joblens serve --port` overrides it.")
+    redis_url: str = _setting(
+        "redis://127.0.0.1:6379/0",
+        "Redis, standalone (`redis://`, `rediss://` or `unix://`); every multi-key operation stays in one hash slot.",
+    )
+    elasticsearch_urls: tuple[str, ...] = _setting(
+        ("http://127.0.0.1:9200",), "Elasticsearch nodes, comma-separated; requests are spread over them."
+    )
+    index_prefix: str = _setting(
+        "joblogs", "Log lines go to `<prefix>-YYYY.MM` (the job's creation month); the index template is `<prefix>`."
+    )
+    index_templates_dir: str = _setting(
+        DEFAULT_INDEX_TEMPLATES_DIR,
+        "Folder holding the index template JSON, installed (idempotently) at start.",
+        shown_default="`index_templates/` of the checkout",
+    )
+    index_shards: int = _setting(1, "Primary shards per monthly log index.")
+    index_replicas: int = _setting(0, "Replicas per monthly log index; use at least 1 on a cluster.")
+    index_refresh_interval_s: float = _setting(
+        0.25,
+        "Index refresh interval. An append answers once its lines are searchable, so this bounds both ingest"
+        " latency and how fresh a tail is.",
+    )
+    connect_timeout_s: float = _setting(
+        30.0,
+        "At start, how long to retry connecting to Redis and Elasticsearch; then `joblens serve` exits with one"
+        " line naming what is unreachable.",
+    )
+    es_request_timeout_s: float = _setting(10.0, "Timeout of one Elasticsearch request.")
+    rate_limit_per_s: int = _setting(
+        1000,
+        "Requests per second per API key: a token bucket in Redis shared by every instance; each instance leases"
+        " rate/20 tokens (at most 50) at a time, for at most 1 s.",
+    )
+    max_body_bytes: int = _setting(5 * 1024 * 1024, "Largest request body in bytes (413 above).")
+    body_timeout_s: float = _setting(30.0, "A request body must have arrived within this (408 after).")
+    idle_timeout_s: float = _setting(
+        30.0, "A connection without a complete request (idle, half-open, trickling headers) is closed after this."
+    )
+    max_log_lines: int = _setting(1000, "Most lines in one log append (413 above).")
+    log_lease_s: float = _setting(
+        30.0,
+        "Lease of an append's reserved seq range: the longest a writer that died can hold tailers back; a writer"
+        " gives up after 60% of it.",
+    )
+    log_cleanup_grace_s: float = _setting(
+        300.0,
+        "How long an abandoned log range is left alone before the janitor removes what its writer left in the index.",
+    )
+    idempotency_ttl_s: int = _setting(24 * 3600, "How long the answer to an `Idempotency-Key` is kept.")
+    timeout_loop_interval_s: float = _setting(
+        0.5, "Tick of the background sweep (schedules, delivery and execution timeouts, callbacks)."
+    )
+    callback_timeout_s: float = _setting(10.0, "Timeout of one callback request.")
+    callback_max_attempts: int = _setting(5, "Callback deliveries tried before it is recorded as `callback_failed`.")
+    callback_backoff_s: float = _setting(1.0, "Wait before the second callback attempt; it doubles after each one.")
+    background_tasks: bool = _setting(
+        True, "Run the background duties (sweep, callbacks, log janitor) in this instance."
+    )
+    read_cache_entries: int = _setting(
+        10_000,
+        "Get Job and Get Progress answers kept in memory, kept exact by Redis invalidation.",
+    )
+    access_log: bool = _setting(True, "Write one JSON access-log line per request to stderr (in batches).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -77,6 +124,13 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        for ok, name, allowed in self._checks():
+            if not ok:
+                raise SettingsError(f"{_env_name(name)} must be {allowed}, got {getattr(self, name)!r}")
+
+    def _checks(self) -> list[tuple[bool, str, str]]:
+        """(holds, field name, what is allowed) for every rule a value must meet; also the "allowed" column of
+        the configuration reference."""
         durations_s = (
             "connect_timeout_s",
             "es_request_timeout_s",
@@ -87,7 +141,7 @@ class Settings:
             "callback_backoff_s",
         )
         # Comparisons are False for NaN, so a range check also refuses "nan" (and "inf" lies above every bound).
-        checks: list[tuple[bool, str, str]] = [
+        return [
             (1 <= self.port <= 65535, "port", "an integer between 1 and 65535"),
             (self.rate_limit_per_s >= 1, "rate_limit_per_s", "an integer >= 1"),
             (self.max_log_lines >= 1, "max_log_lines", "an integer >= 1"),
@@ -124,9 +178,6 @@ class Settings:
                 " characters (log indices are named <prefix>-YYYY.MM)",
             ),
         ]
-        for ok, name, allowed in checks:
-            if not ok:
-                raise SettingsError(f"{_env_name(name)} must be {allowed}, got {getattr(self, name)!r}")
 
 
 def _env_name(field_name: str) -> str:
@@ -135,21 +186,34 @@ def _env_name(field_name: str) -> str:
     return "JOBLENS_" + field_name.upper()
 
 
-def _typed(convert: Callable[[str], T], allowed: str) -> Callable[[str, str], T]:
-    def parse(var: str, raw: str) -> T:
-        try:
-            return convert(raw.strip())
-        except ValueError:
-            raise SettingsError(f"{var} must be {allowed}, got {raw!r}") from None
+@dataclass(frozen=True, slots=True)
+class _Parser(Generic[T]):
+    """Turns a variable's text into a field's type; ``allowed`` is what the error message (and the reference)
+    says the text must be."""
 
-    return parse
+    convert: Callable[[str], T]
+    allowed: str
+
+    def __call__(self, var: str, raw: str) -> T:
+        try:
+            return self.convert(raw.strip())
+        except ValueError:
+            raise SettingsError(f"{var} must be {self.allowed}, got {raw!r}") from None
+
+
+def _typed(convert: Callable[[str], T], allowed: str) -> _Parser[T]:
+    return _Parser(convert, allowed)
+
+
+_TRUE_WORDS = ("1", "true", "yes", "on")
+_FALSE_WORDS = ("0", "false", "no", "off")
 
 
 def _bool(raw: str) -> bool:
     lowered = raw.lower()
-    if lowered in {"1", "true", "yes", "on"}:
+    if lowered in _TRUE_WORDS:
         return True
-    if lowered in {"0", "false", "no", "off"}:
+    if lowered in _FALSE_WORDS:
         return False
     raise ValueError(raw)
 
@@ -174,7 +238,7 @@ _INT = _typed(int, "an integer")
 _FLOAT = _typed(float, "a number")
 _STR = _typed(str, "a string")
 
-_PARSERS: dict[str, Callable[[str, str], Any]] = {
+_PARSERS: dict[str, _Parser[Any]] = {
     "host": _STR,
     "port": _INT,
     "redis_url": _typed(_url(("redis", "rediss", "unix")), "a redis:// URL"),
@@ -202,3 +266,66 @@ _PARSERS: dict[str, Callable[[str, str], Any]] = {
     "read_cache_entries": _INT,
     "access_log": _typed(_bool, "true or false"),
 }
+
+
+# ---- the configuration reference (docs/configuration.md) ----------------------------------------------------
+
+_REFERENCE_INTRO = """\
+# Configuration
+
+<!-- Generated from service/settings.py by `make docs` (python -m service.settings); do not edit by hand. -->
+
+joblens reads its configuration once, at start, from `JOBLENS_*` environment variables into the frozen
+`service.settings.Settings`. A variable that is unset or empty keeps its default; a value joblens cannot use
+stops the start with a message naming the variable and what it must be. The defaults are safe for a laptop
+(loopback addresses, modest limits); nothing secret has a default.
+Booleans are {true} or {false}, in any case.
+
+The local development stack (`joblens stack`) has variables of its own, described in
+[operations.md](operations.md).
+"""
+
+
+def configuration_reference() -> str:
+    """The configuration reference as Markdown: one row per `Settings` field, from the field's description,
+    its default, its parser and the rules of `Settings.validate`."""
+    defaults = Settings()
+    rules = {name: allowed for _, name, allowed in defaults._checks()}
+    lines = [
+        _REFERENCE_INTRO.format(true=_words(_TRUE_WORDS), false=_words(_FALSE_WORDS)),
+        "| Variable | Default | Allowed | Description |",
+        "|---|---|---|---|",
+    ]
+    for spec in dataclasses.fields(Settings):
+        shown_default = spec.metadata.get("shown_default") or f"`{_shown(getattr(defaults, spec.name))}`"
+        allowed = rules.get(spec.name, _PARSERS[spec.name].allowed)
+        cells = (f"`{_env_name(spec.name)}`", shown_default, allowed, spec.metadata.get("doc", ""))
+        lines.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _words(words: tuple[str, ...]) -> str:
+    return ", ".join(f"`{word}`" for word in words)
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ",".join(str(item) for item in value)
+    return str(value)
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: outside `code`, ``<`` is escaped (``<prefix>`` would read as an HTML tag);
+    ``|`` would end the cell anywhere."""
+    parts = text.split("`")
+    for i in range(0, len(parts), 2):
+        parts[i] = parts[i].replace("<", "\\<")
+    return "`".join(parts).replace("|", "\\|")
+
+
+if __name__ == "__main__":
+    print(configuration_reference(), end="")
