@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -45,8 +45,9 @@ from service.stores.redis_transitions import TransitionStore
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-# The HTTP parser's own ceilings, twice the API's limits (`middleware.MAX_URL_BYTES`, `MAX_HEADER_BYTES`): the
-# parser can only answer in plain text, while the middleware answers in JSON. (At most 128 headers are parsed.)
+# The HTTP parser's own ceilings, twice the API's limits (`middleware.MAX_URL_BYTES`, `MAX_HEADER_BYTES`), so that
+# the middleware answers first, naming the header. Beyond them (or past 128 headers) the parser refuses the request,
+# and `service.server` answers in the same JSON shape (414 or 431: the two must differ, the one named tells which).
 PARSER_MAX_LINE_BYTES = 32 * 1024
 PARSER_MAX_FIELD_BYTES = 16 * 1024
 
@@ -113,7 +114,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = redis_client(settings)
     try:
-        await connect_with_retry("redis", client.ping, settings.connect_timeout_s)
+        await connect_with_retry("Redis", settings.redis_url, client.ping, settings.connect_timeout_s)
         cache = ReadCache(client, settings.read_cache_entries)
         app[METRICS].watch_read_cache(lambda: dataclasses.asdict(cache.counts))
         app[REDIS] = client
@@ -131,7 +132,9 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     client = elasticsearch_client(settings)
     try:
-        await connect_with_retry("elasticsearch", client.cluster.health, settings.connect_timeout_s)
+        urls = ",".join(settings.elasticsearch_urls)
+        with _errors_only(*ELASTIC_TRANSPORT_LOGGERS):  # its warnings (a traceback each) per failed attempt
+            await connect_with_retry("Elasticsearch", urls, client.cluster.health, settings.connect_timeout_s)
         lines = LogStore(client, settings)
         await lines.install_template()
         app[ELASTICSEARCH] = client
@@ -174,18 +177,63 @@ async def _running(
             log.warning("%s did not stop in time; cancelled", name)
 
 
-async def connect_with_retry(name: str, probe: Callable[[], Awaitable[T]], timeout_s: float) -> T:
-    """Call ``probe`` until it answers or ``timeout_s`` passes, logging each failed attempt."""
+# The loggers the Elasticsearch client logs through (each record is filtered by its own logger's filters only).
+ELASTIC_TRANSPORT_LOGGERS = ("elastic_transport.node", "elastic_transport.node_pool", "elastic_transport.transport")
+
+
+class _ErrorsOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextlib.contextmanager
+def _errors_only(*logger_names: str) -> Iterator[None]:
+    """Only errors from these loggers for the duration of the block (safe to nest: each block its own filter)."""
+    loggers = [logging.getLogger(name) for name in logger_names]
+    errors_only = _ErrorsOnly()
+    for logger in loggers:
+        logger.addFilter(errors_only)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(errors_only)
+
+
+class DependencyUnreachable(RuntimeError):
+    """A backing store (``name``: Redis, Elasticsearch) did not answer at ``url`` within the connect timeout.
+
+    ``url`` is as configured (credentials included; comma-separated nodes for Elasticsearch): whoever shows it
+    redacts it (`service.cli.unreachable_message`). The exception's own text leaves the URL out."""
+
+    def __init__(self, name: str, url: str, reason: str, timeout_s: float) -> None:
+        super().__init__(f"{name.lower()} did not answer within {timeout_s:g}s: {reason}")
+        self.name = name
+        self.url = url
+        self.reason = reason
+        self.timeout_s = timeout_s
+
+
+async def connect_with_retry(name: str, url: str, probe: Callable[[], Awaitable[T]], timeout_s: float) -> T:
+    """Call ``probe`` until it answers, or raise `DependencyUnreachable` once ``timeout_s`` has passed.
+
+    The failed attempts are logged at debug level only: on failure the exception says it once (``joblens serve``
+    prints one line), and a success after retries is logged."""
     deadline = time.monotonic() + timeout_s
     delay_s = 0.2
     attempt = 1
     while True:
         try:
-            return await probe()
+            answer = await probe()
         except Exception as exc:
+            reason = str(exc).strip() or type(exc).__name__
             if time.monotonic() + delay_s > deadline:
-                raise RuntimeError(f"{name} did not answer within {timeout_s:.0f}s: {exc}") from exc
-            log.warning("%s not reachable (attempt %d): %s; retrying in %.1fs", name, attempt, exc, delay_s)
+                raise DependencyUnreachable(name, url, reason, timeout_s) from exc
+            log.debug("%s not reachable (attempt %d): %s; retrying in %.1fs", name, attempt, reason, delay_s)
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 2.0)
             attempt += 1
+        else:
+            if attempt > 1:
+                log.info("%s answered after %d attempts", name, attempt)
+            return answer

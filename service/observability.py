@@ -40,6 +40,12 @@ class Metrics:
             ["store"],
             registry=self.registry,
         )
+        self.requests_refused = Counter(
+            "joblens_http_requests_refused_total",
+            "Requests the HTTP parser refused, answered before any middleware (so not in the latency histogram)",
+            ["status"],
+            registry=self.registry,
+        )
         self.log_lines_ingested = Counter(
             "joblens_log_lines_ingested_total", "Log lines acknowledged to clients", registry=self.registry
         )
@@ -56,6 +62,9 @@ class Metrics:
         if child is None:  # looking a child up by label values costs more than observing: do it once per triple
             child = self._request_children[labels] = self.request_seconds.labels(route, method, str(status))
         child.observe(seconds)
+
+    def count_refused(self, status: int) -> None:
+        self.requests_refused.labels(str(status)).inc()
 
     def watch_read_cache(self, counts: Callable[[], Mapping[str, int]]) -> None:
         """Expose the read cache's counters, read at scrape time (nothing is added to a request)."""

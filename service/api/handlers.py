@@ -64,12 +64,13 @@ async def _elasticsearch_answers(request: web.Request) -> bool:
 
 
 OPENAPI_FILE = Path(__file__).with_name("openapi.json")
+OPENAPI_DOCUMENT = OPENAPI_FILE.read_bytes()  # read once, at import: it ships with the package and never changes
 
 
 @routes.get("/api/v1/openapi.json")
 async def openapi(request: web.Request) -> web.Response:
     """The OpenAPI 3.1 document of this API (public: it holds no data)."""
-    return raw_json_response(OPENAPI_FILE.read_bytes())
+    return raw_json_response(OPENAPI_DOCUMENT)
 
 
 @routes.post("/api/v1/spaces/{spaceId:[^/]+}/jobs")
