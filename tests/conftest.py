@@ -7,26 +7,32 @@ stack is brought up here. If none of that works the tests fail — they never sk
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 from elasticsearch import AsyncElasticsearch
+from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
 
 from service.app import create_app, elasticsearch_client, redis_client
 from service.settings import Settings
 from service.stores.redis_api_keys import ApiKeyStore
+from tests.helpers import AppFactory, RedisServerFactory, Tenant
+from tests.servers import RedisProcess
 
-TEST_REDIS_DB = 9  # never the database a developer's own service uses (0)
+# Databases of the shared Redis the tests may use: never the one a developer's own service uses (0). Each run
+# claims one of them for itself (see `test_redis_url`), so runs against one stack never share a database.
+TEST_REDIS_DBS = range(9, 16)
+RUN_CLAIM_KEY = "jl-test:run"  # outside the service's keyspace ("jl:…"): no store or background pass reads it
+RUN_CLAIM_TTL_S = 6 * 3600  # far longer than any run; a run killed before its end frees its database by then
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,7 @@ def backends() -> Iterator[Backends]:
         from testcontainers.community.elasticsearch import ElasticSearchContainer
         from testcontainers.community.redis import RedisContainer
 
-        from service.stack import ELASTICSEARCH_VERSION
+        from devstack.elasticsearch import ELASTICSEARCH_VERSION
 
         image = f"docker.elastic.co/elasticsearch/elasticsearch:{ELASTICSEARCH_VERSION}"
         es_container = ElasticSearchContainer(image, mem_limit="1g").with_env("ES_JAVA_OPTS", "-Xms512m -Xmx512m")
@@ -63,22 +69,47 @@ def backends() -> Iterator[Backends]:
             es_url = f"http://{es.get_container_host_ip()}:{es.get_exposed_port(9200)}"
             yield Backends(redis_url, es_url)
     else:
-        from service.stack import up
+        from devstack.stack import up
 
         info, _ = up()
         yield Backends(info.redis_url, info.elasticsearch_url)
 
 
-def _test_db_url(redis_url: str) -> str:
+def _db_url(redis_url: str, db: int) -> str:
     base = redis_url.rsplit("/", 1)[0] if redis_url.count("/") >= 3 else redis_url
-    return f"{base}/{TEST_REDIS_DB}"
+    return f"{base}/{db}"
+
+
+@pytest.fixture(scope="session")
+def test_redis_url(backends: Backends) -> Iterator[str]:
+    """The URL of a Redis database this run has to itself, empty when the run starts.
+
+    Never flushed while in use, and never one another run holds: several people (or a person and an editor)
+    may run tests against one local stack at once. The first free database of `TEST_REDIS_DBS` is claimed with
+    a key set only if absent, then emptied together with setting the claim again (FLUSHDB removes it too); the
+    claim is given up when the run ends."""
+    token = secrets.token_hex(8)
+    for db in TEST_REDIS_DBS:
+        url = _db_url(backends.redis_url, db)
+        with BlockingRedis.from_url(url) as claiming:
+            if not claiming.set(RUN_CLAIM_KEY, token, nx=True, ex=RUN_CLAIM_TTL_S):
+                continue
+            with claiming.pipeline(transaction=True) as emptying:
+                emptying.flushdb().set(RUN_CLAIM_KEY, token, ex=RUN_CLAIM_TTL_S).execute()
+        break
+    else:
+        raise AssertionError(f"every test database {list(TEST_REDIS_DBS)} is held by another run ({RUN_CLAIM_KEY})")
+    yield url
+    with BlockingRedis.from_url(url) as releasing:
+        if releasing.get(RUN_CLAIM_KEY) == token.encode():
+            releasing.delete(RUN_CLAIM_KEY)
 
 
 @pytest.fixture
-def settings(backends: Backends) -> Settings:
-    """Settings for one test: its own index prefix, the test Redis database, background loops off."""
+def settings(backends: Backends, test_redis_url: str) -> Settings:
+    """Settings for one test: its own index prefix, this run's Redis database, background loops off."""
     return Settings(
-        redis_url=_test_db_url(backends.redis_url),
+        redis_url=test_redis_url,
         elasticsearch_urls=(backends.elasticsearch_url,),
         index_prefix=f"jlt-{secrets.token_hex(4)}",
         connect_timeout_s=5,
@@ -89,7 +120,6 @@ def settings(backends: Backends) -> Settings:
 
 @pytest.fixture
 async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    # No FLUSHDB: every test works in spaces of its own (fresh ULIDs), so test runs may overlap safely.
     client = redis_client(settings)
     yield client
     await client.aclose()
@@ -107,16 +137,20 @@ async def es(settings: Settings) -> AsyncIterator[AsyncElasticsearch]:
     await client.close()
 
 
-AppFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
-
-
 @pytest.fixture
 async def make_client(settings: Settings, redis: Redis, es: AsyncElasticsearch) -> AsyncIterator[AppFactory]:
-    """Start an app instance (several may run at once, like several processes behind a load balancer)."""
+    """Start an app instance (several may run at once, like several processes behind a load balancer), served
+    as ``joblens serve`` serves it: by `JsonErrorAppRunner`, which answers what the HTTP parser refuses in JSON."""
+    from service.server import JsonErrorAppRunner
+
+    class JsonErrorTestServer(TestServer):
+        async def _make_runner(self, **kwargs: Any) -> JsonErrorAppRunner:  # TestServer's hook to build its runner
+            return JsonErrorAppRunner(self.app, **kwargs)
+
     clients: list[TestClient[Any, Any]] = []
 
     async def start(**overrides: Any) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(replace(settings, **overrides))))
+        client: TestClient[Any, Any] = TestClient(JsonErrorTestServer(create_app(replace(settings, **overrides))))
         await client.start_server()
         clients.append(client)
         return client
@@ -129,18 +163,6 @@ async def make_client(settings: Settings, redis: Redis, es: AsyncElasticsearch) 
 @pytest.fixture
 async def client(make_client: AppFactory) -> TestClient[Any, Any]:
     return await make_client()
-
-
-@dataclass
-class Tenant:
-    """A space with a way to mint keys for it."""
-
-    space_id: str
-    store: ApiKeyStore
-
-    async def key(self, *scopes: str) -> dict[str, str]:
-        api_key, _ = await self.store.create_key(self.space_id, scopes, "test")
-        return {"x-api-key": api_key}
 
 
 @pytest.fixture
@@ -165,27 +187,26 @@ async def admin(tenant: Tenant) -> dict[str, str]:
     return await tenant.key("jobs:create", "jobs:read", "jobs:worker", "jobs:kill")
 
 
-async def body(response: ClientResponse, status: int) -> Any:
-    """The JSON body of a response that must have ``status``; the assertion shows the body otherwise."""
-    payload = await response.json()
-    assert response.status == status, payload
-    return payload
+@pytest.fixture
+def make_redis_server(tmp_path: Path) -> Iterator[RedisServerFactory]:
+    """Start redis-server processes of the test's own (for what must never touch the shared Redis: stopping it,
+    flushing it, changing its settings or users, killing its clients); every one is stopped at the end."""
+    servers: list[RedisProcess] = []
+
+    def start(*, durable: bool = False) -> RedisProcess:
+        workdir = tmp_path / f"redis-{len(servers)}"
+        workdir.mkdir()
+        server = RedisProcess(workdir, durable=durable)
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
-async def create_job(client: TestClient[Any, Any], tenant: Tenant, headers: dict[str, str], **fields: Any) -> Any:
-    job = {"name": "test-job", **fields}
-    response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=job, headers=headers)
-    return await body(response, 201)
-
-
-async def raw_exchange(port: int, request: bytes) -> tuple[int, bytes]:
-    """Send bytes no HTTP client library would send; the answer's status and body (HTTP/1.1, Connection: close)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        answer = await asyncio.wait_for(reader.read(), 10)
-    finally:
-        writer.close()
-    head, _, payload = answer.partition(b"\r\n\r\n")
-    return int(head.split(b" ", 2)[1]), payload
+@pytest.fixture
+def private_redis(make_redis_server: RedisServerFactory) -> RedisProcess:
+    """One redis-server of the test's own, empty, started."""
+    return make_redis_server()

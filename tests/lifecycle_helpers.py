@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Tenant, body, create_job
+from tests.helpers import Tenant, body, create_job
 
 # Background loop settings that make schedules, timeouts and callback retries happen within a test's patience.
 FAST_LOOP = {"background_tasks": True, "timeout_loop_interval_s": 0.05, "callback_backoff_s": 0.05}

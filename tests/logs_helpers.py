@@ -6,7 +6,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import body
+from tests.helpers import body
 
 
 async def append(client: TestClient[Any, Any], job_id: str, headers: dict[str, str], lines: list[Any]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC
+from typing import Any
 
 from dirty_equals import DirtyEquals, IsNow, IsStr
 
@@ -12,7 +13,7 @@ NOT_FOUND = {"error": "Job not found"}
 ANY_ULID = IsStr(regex=ULID)
 
 # The job of the contract's examples (query-jobs.txt), as a create body.
-CONTRACT_EXAMPLE_JOB = {
+CONTRACT_EXAMPLE_JOB: dict[str, Any] = {
     "name": "process-video",
     "payload": {"url": "s3://bucket/video.mp4", "format": "720p"},
     "maxRetries": 5,

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from devstack import elasticsearch
+from devstack.paths import load_state, locked, stack_paths
+from devstack.ports import free_port
+from devstack.processes import pid_alive
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+
+def kill_elasticsearch() -> None:
+    """SIGKILL the local stack's Elasticsearch (``JOBLENS_STACK_DIR``); ``up`` starts it again on the same ports."""
+    paths = stack_paths()
+    with locked(paths):
+        pid = load_state(paths).pids.elasticsearch
+        if elasticsearch.is_ours(pid, paths.es):
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
 
 class RedisProcess:

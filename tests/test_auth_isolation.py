@@ -11,7 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from dirty_equals import AnyThing
 
-from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job
 from tests.lifecycle_helpers import STEPS_TO, call, post
 from tests.matchers import NOT_FOUND
 

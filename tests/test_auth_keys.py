@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from service.services.auth import LEASE_TTL_S, Authenticator
 from service.stores.keyspace import text
 from service.stores.redis_api_keys import ApiKeyStore, AuthResult
-from tests.conftest import AppFactory, Tenant, body, create_job, raw_exchange
+from tests.helpers import AppFactory, Tenant, body, create_job, raw_exchange
 
 MISSING = {"error": "Missing API key: send x-api-key or Authorization: Bearer"}
 INVALID = {"error": "Invalid or revoked API key"}

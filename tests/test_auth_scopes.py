@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from dirty_equals import AnyThing
 
-from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job
 from tests.lifecycle_helpers import post
 
 SINGLE_SCOPES = (

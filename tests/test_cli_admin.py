@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +15,11 @@ import orjson
 from dirty_equals import IsStr
 from redis.asyncio import Redis
 
+from devstack.ports import free_port
 from service.services.auth import LEASE_TTL_S
 from service.settings import Settings
 from service.stores.redis_api_keys import ApiKeyStore
-from tests.conftest import AppFactory, body
+from tests.helpers import AppFactory, body
 from tests.matchers import ISO_TIME, ULID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,9 @@ async def test_spaces_and_keys_round_trip(settings: Settings, redis: Redis, make
             for key_id in sorted(described)
         ],
     )
-    secrets = [key.rsplit("_", 1)[1] for key in (reader_key, worker_key)]
+    # the secret follows "emit_<spaceId>_" (it may itself contain '_')
+    secrets = [key.removeprefix(f"emit_{videos}_") for key in (reader_key, worker_key)]
+    assert all(len(secret) >= 40 for secret in secrets)
     assert [secret in listed.stdout + listed.stderr for secret in secrets] == [False, False]
     assert await ApiKeyStore(redis).list_keys(audio) == []
 
@@ -145,16 +147,8 @@ async def test_admin_mistakes_exit_non_zero_with_nothing_on_stdout(settings: Set
     assert await ApiKeyStore(redis).list_keys(space) == []
 
 
-def _unused_port() -> int:
-    """A loopback port nothing listens on (bound, then released without listening)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_unreachable_redis_is_one_line_without_the_password() -> None:
-    port = _unused_port()
+    port = free_port()
     unreachable = Settings(redis_url=f"redis://admin:hunter2-secret@127.0.0.1:{port}/0?password=hunter3-secret")
     runs = await asyncio.gather(
         joblens(unreachable, "spaces", "list"),

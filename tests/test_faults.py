@@ -12,19 +12,18 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 from redis.asyncio import Redis
 
-from service import stack
+from devstack import stack
 from service.app import redis_client
 from service.settings import Settings
 from service.stores.redis_api_keys import ApiKeyStore
-from tests.conftest import AppFactory, Tenant
-from tests.servers import RedisProcess
+from tests.helpers import AppFactory, RedisServerFactory, Tenant
+from tests.servers import kill_elasticsearch
 
 RECOVERY_LIMIT_S = 5.0
 FAULT_STACK_DIR = "/var/tmp/joblens-fault-stack"  # noqa: S108 - reused between runs: Elasticsearch stays unpacked
@@ -190,17 +189,10 @@ async def _outage_under_load(
     )
 
 
-@pytest.fixture
-def durable_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path, durable=True)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def test_redis_restart_during_mixed_load(
-    make_client: AppFactory, durable_redis: RedisProcess, settings: Settings
+    make_client: AppFactory, make_redis_server: RedisServerFactory, settings: Settings
 ) -> None:
+    durable_redis = make_redis_server(durable=True)
     client = await make_client(redis_url=durable_redis.url, log_lease_s=2.0)
     direct: Redis = redis_client(Settings(redis_url=durable_redis.url))
     store = ApiKeyStore(direct)
@@ -242,7 +234,7 @@ async def test_elasticsearch_restart_during_ingestion(
     job_id = (await created.json())["id"]
 
     async def restart_elasticsearch() -> None:
-        await asyncio.to_thread(stack.kill_elasticsearch)
+        await asyncio.to_thread(kill_elasticsearch)
         await asyncio.sleep(1)
         restarted = await asyncio.to_thread(private_stack)
         assert restarted.elasticsearch_url == info.elasticsearch_url

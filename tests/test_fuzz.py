@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode, SerializationContext
 from schemathesis.errors import FailureGroup
 
-from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job
 
 DOCUMENT_PATH = Path(__file__).parents[1] / "service" / "api" / "openapi.json"
 MIN_REQUESTS = 2000

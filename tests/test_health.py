@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from service.app import create_app
 from service.settings import Settings
-from tests.conftest import AppFactory, body
+from tests.helpers import AppFactory, body
 from tests.servers import RedisProcess
 
 
@@ -24,14 +22,6 @@ async def test_readyz_is_200_when_both_stores_answer(client: TestClient[Any, Any
     response = await client.get("/readyz")
     assert await body(response, 200) == {"status": "ready", "redis": "ok", "elasticsearch": "ok"}
     assert response.headers["X-Request-Id"]
-
-
-@pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    server = RedisProcess(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 async def test_readyz_is_503_naming_redis_when_redis_stops_and_recovers(

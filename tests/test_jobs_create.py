@@ -6,53 +6,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
-from dirty_equals import AnyThing, DirtyEquals, IsStr
+from dirty_equals import AnyThing
 
-from tests.conftest import Tenant, body, create_job
-from tests.matchers import ULID, is_now
-
-
-def ulid() -> DirtyEquals[str]:
-    return IsStr(regex=ULID)
+from tests.helpers import Tenant, body, create_job, expected_event, expected_job
 
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def created_job(space_id: str, name: str = "test-job", **fields: Any) -> dict[str, Any]:
-    """The whole body of a freshly created job: contract fields, defaults, and the callback fields."""
-    created_at = is_now()
-    return {
-        "id": ulid(),
-        "spaceId": space_id,
-        "name": name,
-        "payload": None,
-        "status": "pending",
-        "maxRetries": 3,
-        "attemptNumber": 0,
-        "timeoutSeconds": 300,
-        "callbackUrl": None,
-        "callbackHeaders": None,
-        "deliveredAt": None,
-        "startedAt": None,
-        "completedAt": None,
-        "result": None,
-        "createdAt": created_at,
-        "updatedAt": created_at,
-        **fields,
-    }
-
-
-def event(job: dict[str, Any], kind: str, data: Any = None) -> dict[str, Any]:
-    return {
-        "id": ulid(),
-        "jobId": job["id"],
-        "spaceId": job["spaceId"],
-        "type": kind,
-        "data": data,
-        "createdAt": job["createdAt"],
-    }
 
 
 async def test_single_object_answers_201_with_the_job_and_its_defaults(
@@ -60,7 +20,7 @@ async def test_single_object_answers_201_with_the_job_and_its_defaults(
 ) -> None:
     response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "encode"}, headers=admin)
     created = await body(response, 201)
-    assert created == created_job(tenant.space_id, "encode")
+    assert created == expected_job(tenant.space_id, "encode")
     assert created["updatedAt"] == created["createdAt"]
 
 
@@ -69,7 +29,7 @@ async def test_get_job_shows_the_created_job_with_its_created_event(
 ) -> None:
     created = await create_job(client, tenant, admin)
     got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
-    assert got == {**created, "events": [event(created, "created")]}
+    assert got == {**created, "events": [expected_event(created, "created")]}
 
 
 async def test_all_given_fields_are_stored_and_shown(
@@ -84,14 +44,14 @@ async def test_all_given_fields_are_stored_and_shown(
         "callbackHeaders": {"Authorization": "Bearer your-secret", "X-Trace": ""},
     }
     created = await create_job(client, tenant, admin, **fields)
-    assert created == created_job(tenant.space_id, **fields)
+    assert created == expected_job(tenant.space_id, **fields)
     got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
-    assert got == {**created, "events": [event(created, "created")]}
+    assert got == {**created, "events": [expected_event(created, "created")]}
 
 
 async def test_lowest_bounds_are_accepted(client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]) -> None:
     created = await create_job(client, tenant, admin, name="a", maxRetries=0, timeoutSeconds=1, payload={})
-    assert created == created_job(tenant.space_id, "a", maxRetries=0, timeoutSeconds=1, payload={})
+    assert created == expected_job(tenant.space_id, "a", maxRetries=0, timeoutSeconds=1, payload={})
 
 
 async def test_array_answers_201_with_an_array_in_the_same_order(
@@ -101,9 +61,9 @@ async def test_array_answers_201_with_an_array_in_the_same_order(
     response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=jobs, headers=admin)
     created = await body(response, 201)
     assert created == [
-        created_job(tenant.space_id, "first"),
-        created_job(tenant.space_id, "second", maxRetries=0),
-        created_job(tenant.space_id, "third", payload={"n": 3}),
+        expected_job(tenant.space_id, "first"),
+        expected_job(tenant.space_id, "second", maxRetries=0),
+        expected_job(tenant.space_id, "third", payload={"n": 3}),
     ]
     assert len({job["id"] for job in created}) == 3
     # One request, one creation time: the array is created at once.
@@ -114,7 +74,7 @@ async def test_array_of_one_answers_an_array(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
     response = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json=[{"name": "only"}], headers=admin)
-    assert await body(response, 201) == [created_job(tenant.space_id, "only")]
+    assert await body(response, 201) == [expected_job(tenant.space_id, "only")]
 
 
 async def test_array_with_one_bad_element_stores_nothing(
@@ -132,12 +92,15 @@ async def test_future_scheduled_for_makes_a_scheduled_job_with_created_and_sched
 ) -> None:
     scheduled_for = iso(datetime.now(UTC) + timedelta(hours=1))
     created = await create_job(client, tenant, admin, scheduledFor=scheduled_for)
-    assert created == created_job(tenant.space_id, status="scheduled")
+    assert created == expected_job(tenant.space_id, status="scheduled")
     got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
     # The form of the scheduled time in the event is checked on its own, below.
     assert got == {
         **created,
-        "events": [event(created, "created"), event(created, "scheduled", {"scheduledFor": AnyThing})],
+        "events": [
+            expected_event(created, "created"),
+            expected_event(created, "scheduled", {"scheduledFor": AnyThing}),
+        ],
     }
     assert got["events"][0]["id"] < got["events"][1]["id"]
 
@@ -149,7 +112,7 @@ async def test_the_scheduled_event_gives_the_time_in_iso_form(
     scheduled_for = iso(datetime.now(UTC) + timedelta(days=2))
     created = await create_job(client, tenant, admin, scheduledFor=scheduled_for)
     got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
-    assert got["events"][1] == event(created, "scheduled", {"scheduledFor": scheduled_for})
+    assert got["events"][1] == expected_event(created, "scheduled", {"scheduledFor": scheduled_for})
 
 
 async def test_jobs_land_in_the_callers_space_whatever_the_body_says(

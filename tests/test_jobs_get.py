@@ -6,46 +6,19 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from dirty_equals import IsStr
 
-from tests.conftest import Tenant, body, create_job
-from tests.matchers import CONTRACT_EXAMPLE_JOB, NOT_FOUND, ULID, is_now
+from tests.helpers import Tenant, body, create_job, expected_event, expected_job
+from tests.matchers import CONTRACT_EXAMPLE_JOB, NOT_FOUND
 
 
 async def test_get_job_answers_the_whole_detailed_job(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
     created = await create_job(client, tenant, admin, **CONTRACT_EXAMPLE_JOB)
-    created_at = is_now()
     got = await body(await client.get(f"/api/v1/jobs/{created['id']}", headers=admin), 200)
-    assert got == {
-        "id": created["id"],
-        "spaceId": tenant.space_id,
-        "name": "process-video",
-        "payload": {"url": "s3://bucket/video.mp4", "format": "720p"},
-        "status": "pending",
-        "maxRetries": 5,
-        "attemptNumber": 0,
-        "timeoutSeconds": 600,
-        "callbackUrl": "https://example.com/webhooks/jobs",
-        "callbackHeaders": {"Authorization": "Bearer your-secret"},
-        "deliveredAt": None,
-        "startedAt": None,
-        "completedAt": None,
-        "result": None,
-        "createdAt": created_at,
-        "updatedAt": created_at,
-        "events": [
-            {
-                "id": IsStr(regex=ULID),
-                "jobId": created["id"],
-                "spaceId": tenant.space_id,
-                "type": "created",
-                "data": None,
-                "createdAt": created_at,
-            }
-        ],
-    }
+    assert got == expected_job(
+        tenant.space_id, **CONTRACT_EXAMPLE_JOB, id=created["id"], events=[expected_event(created, "created")]
+    )
 
 
 async def test_a_read_only_key_sees_the_same_job(

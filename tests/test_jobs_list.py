@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from dirty_equals import IsStr
 
-from tests.conftest import Tenant, body, create_job
-from tests.matchers import CONTRACT_EXAMPLE_JOB, ISO_TIME, ULID, is_now
+from tests.helpers import Tenant, body, create_job, expected_job
+from tests.matchers import CONTRACT_EXAMPLE_JOB, ISO_TIME, ULID
 
 
 async def create_many(client: TestClient[Any, Any], tenant: Tenant, headers: dict[str, str], count: int) -> list[Any]:
@@ -38,25 +38,9 @@ async def test_list_shows_exactly_the_list_fields(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
     created = await create_job(client, tenant, admin, **CONTRACT_EXAMPLE_JOB)
-    created_at = is_now()
     # No callbackUrl, callbackHeaders or events in a list: those are Get Job's.
     assert await list_jobs(client, tenant, admin) == [
-        {
-            "id": created["id"],
-            "spaceId": tenant.space_id,
-            "name": "process-video",
-            "payload": {"url": "s3://bucket/video.mp4", "format": "720p"},
-            "status": "pending",
-            "maxRetries": 5,
-            "attemptNumber": 0,
-            "timeoutSeconds": 600,
-            "deliveredAt": None,
-            "startedAt": None,
-            "completedAt": None,
-            "result": None,
-            "createdAt": created_at,
-            "updatedAt": created_at,
-        }
+        expected_job(tenant.space_id, **CONTRACT_EXAMPLE_JOB, listed=True, id=created["id"])
     ]
     assert created["id"] == IsStr(regex=ULID)
 

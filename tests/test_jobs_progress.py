@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Tenant, body, create_job
+from tests.helpers import Tenant, body, create_job
 from tests.matchers import NOT_FOUND, is_now
 
 

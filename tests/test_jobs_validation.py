@@ -13,7 +13,7 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from dirty_equals import IsStr
 
-from tests.conftest import Tenant, body, create_job
+from tests.helpers import Tenant, body, create_job
 
 STATUSES = "scheduled, pending, delivered, running, completed, dead, killed"
 JOB_FIELDS = "callbackHeaders, callbackUrl, maxRetries, name, payload, scheduledFor, timeoutSeconds"

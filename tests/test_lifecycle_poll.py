@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job
 from tests.lifecycle_helpers import post
 
 

@@ -6,8 +6,12 @@ import asyncio
 import time
 
 import pytest
+from dirty_equals import IsFloat
+from redis.asyncio import Redis
 
-from tests.conftest import AppFactory, Tenant, body, create_job
+from service.domain.clock import now_ms
+from service.stores.keyspace import SpaceKeys
+from tests.helpers import AppFactory, Tenant, body, create_job
 from tests.lifecycle_helpers import FAST_LOOP, events_of, get_job, has_status, post, status_of, wait_for
 
 
@@ -64,22 +68,29 @@ async def test_execution_timeouts_retry_then_make_the_job_dead(
 
 @pytest.mark.parametrize("action", ["keepalive", "progress", "checkpoint"])
 async def test_keepalive_progress_and_checkpoint_keep_a_running_job_alive(
-    make_client: AppFactory, tenant: Tenant, admin: dict[str, str], action: str
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str], redis: Redis, action: str
 ) -> None:
-    client = await make_client(**FAST_LOOP)
-    job = await create_job(client, tenant, admin, timeoutSeconds=1)
-    await post(client, admin, f"/api/v1/jobs/{job['id']}/claim")
-    await post(client, admin, f"/api/v1/jobs/{job['id']}/ack")
+    quiet = await make_client()  # no background loop: nothing times the job out while its deadline is looked at
+    job = await create_job(quiet, tenant, admin, timeoutSeconds=1)
+    await post(quiet, admin, f"/api/v1/jobs/{job['id']}/claim")
+    await post(quiet, admin, f"/api/v1/jobs/{job['id']}/ack")
+    deadlines = SpaceKeys(tenant.space_id).deadlines
     payload = {"keepalive": None, "progress": {"percent": 1, "message": "m"}, "checkpoint": {"at": 1}}[action]
-    for _ in range(6):  # 2.4 s in all: well past the 1 s timeout
-        await asyncio.sleep(0.4)
-        await post(client, admin, f"/api/v1/jobs/{job['id']}/{action}", payload)
-    assert await status_of(client, admin, job["id"]) == "running"
-    await wait_for(has_status(client, admin, job["id"], "pending"), "the job to time out once it goes quiet")
+    deadline = await redis.zscore(deadlines, job["id"])
+    for _ in range(3):
+        sent_ms = now_ms()
+        await post(quiet, admin, f"/api/v1/jobs/{job['id']}/{action}", payload)
+        moved = await redis.zscore(deadlines, job["id"])
+        # a whole timeoutSeconds from the action on, whenever it came
+        assert moved == IsFloat(ge=max(deadline or 0, sent_ms + 1000), le=now_ms() + 1000)
+        deadline = moved
+    assert await status_of(quiet, admin, job["id"]) == "running"
+    looping = await make_client(**FAST_LOOP)
+    await wait_for(has_status(looping, admin, job["id"], "pending"), "the job to time out once it goes quiet")
 
 
 async def test_two_instances_handle_each_deadline_once(
-    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str], redis: Redis
 ) -> None:
     """Thirty delivery timeouts, thirty execution timeouts and thirty schedules coming due, with two loops
     racing for each: every one is handled exactly once (one event each)."""
@@ -112,9 +123,13 @@ async def test_two_instances_handle_each_deadline_once(
         return set(statuses) == {"pending"}
 
     await wait_for(all_pending, "every deadline and schedule to come due")
-    await asyncio.sleep(0.3)  # let both loops run a few more ticks
+    for instance in instances:
+        await instance.close()  # lets a sweep under way finish: nothing more can be handled
+    keys = SpaceKeys(tenant.space_id)
+    assert [await redis.zcard(zset) for zset in (keys.deadlines, keys.scheduled)] == [0, 0]  # nothing left to handle
+    reader = await make_client()  # an instance with nothing cached
     seen = {}
     for job_id in expected:
-        job = await get_job(instances[0], admin, job_id)
+        job = await get_job(reader, admin, job_id)
         seen[job_id] = (job["status"], [event["type"] for event in job["events"]])
     assert seen == expected

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Tenant, body
+from tests.helpers import Tenant, body
 from tests.lifecycle_helpers import BODIES, STEPS_TO, call, events_of, status_of, to_status
 from tests.matchers import ANY_ISO_TIME
 

@@ -6,16 +6,18 @@ import asyncio
 import gzip
 import io
 import logging
-import statistics
 import time
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient
+from dirty_equals import IsStr
 
 from service.api.context import ACCESS_LOG
 from service.observability import JsonFormatter
-from tests.conftest import AppFactory, Tenant, body, create_job, raw_exchange
+from tests.helpers import AppFactory, Tenant, body, create_job, raw_exchange
+from tests.matchers import ANY_ULID
 
 
 @pytest.mark.parametrize(
@@ -43,29 +45,29 @@ async def test_a_client_that_stops_sending_its_body_times_out(
         f"POST /api/v1/jobs/{job['id']}/logs HTTP/1.1\r\nHost: x\r\nx-api-key: {admin['x-api-key']}\r\n"
         'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{"message": '
     )
+    started = time.monotonic()  # before the server can start its clock: the time measured is never short
     writer.write(request.encode())
     await writer.drain()
-    started = time.monotonic()
     async with asyncio.timeout(10):
         head = await reader.readuntil(b"\r\n\r\n")
         rest = await reader.read(200)
     writer.close()
     assert head.startswith(b"HTTP/1.1 408")
     assert b'{"error":"The request body was not received within 0.5s"}' in rest
-    assert 0.4 <= time.monotonic() - started < 5
+    assert time.monotonic() - started >= 0.4  # not before the body timeout (0.5 s, less timer slack)
 
 
 async def test_idle_and_half_open_connections_are_closed(make_client: AppFactory) -> None:
     client = await make_client(idle_timeout_s=0.5)
     assert client.port is not None
+    started = time.monotonic()  # before the server can start its clocks: the time measured is never short
     silent = await asyncio.open_connection("127.0.0.1", client.port)
     trickling = await asyncio.open_connection("127.0.0.1", client.port)
     trickling[1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # headers that never end
-    started = time.monotonic()
     async with asyncio.timeout(10):
         for reader, _ in (silent, trickling):
             assert await reader.read() == b""  # closed by the server, without an answer
-    assert 0.4 <= time.monotonic() - started < 5
+    assert time.monotonic() - started >= 0.4  # not before the idle timeout (0.5 s, less timer slack)
     for _, writer in (silent, trickling):
         writer.close()
 
@@ -84,10 +86,106 @@ async def test_overlong_headers_and_urls_are_refused_in_json(
     assert (await client.get(f"{logs}?q=" + "é" * 1024 + "&limit=1", headers=admin)).status == 404
 
 
-async def test_what_the_http_parser_refuses_is_still_a_client_error(client: TestClient[Any, Any]) -> None:
-    # beyond twice the limits the HTTP parser itself answers (in plain text: it runs before any middleware)
-    assert (await client.get("/healthz", headers={"X-Filler": "a" * 40_000})).status == 400
-    assert (await client.get("/healthz?" + "a" * 40_000)).status == 400
+HOST = b"Host: h\r\n"
+PARSER_REFUSES = [
+    (b"GARBAGE\r\n\r\n", 400, "Malformed request line: Invalid method encountered"),
+    (b"GET /healthz HTTP/9\r\n" + HOST, 400, "Malformed request line: Expected dot"),
+    (b"GET /healthz?" + b"a" * 40_000 + b" HTTP/1.1\r\n" + HOST, 414, "Request URL too long: at most 16384 bytes"),
+    (
+        b"GET /healthz HTTP/1.1\r\n" + HOST + b"X-Filler: " + b"a" * 40_000 + b"\r\n",
+        431,
+        "Request header too large: at most 8192 bytes",
+    ),
+    (b"GET /healthz HTTP/1.1\r\n" + HOST + b"X-Filler: a\r\n" * 200, 431, "Too many request headers: at most 128"),
+    (b"GET /healthz\x00 HTTP/1.1\r\n" + HOST, 400, "Malformed request URL: Invalid char in url path"),
+    (b"GET /healthz\xff\xfe HTTP/1.1\r\n" + HOST, 400, "Malformed request URL: Invalid char in url path"),
+    (b"GET /healthz HTTP/1.1\r\n", 400, "Malformed request: Missing 'Host' header in request"),
+    (
+        b"POST /healthz HTTP/1.1\r\n" + HOST + b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n",
+        400,
+        "Malformed request: Invalid character in chunk size",
+    ),
+    (
+        b"POST /healthz HTTP/1.1\r\n" + HOST + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+        400,
+        "Malformed request: Transfer-Encoding can't be present with Content-Length",
+    ),
+    (
+        b"POST /healthz HTTP/1.1\r\n" + HOST + b"Content-Length: 2\r\nContent-Length: 2\r\n\r\nab",
+        400,
+        "Malformed request: Duplicate Content-Length",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status", "message"),
+    PARSER_REFUSES,
+    ids=[
+        "malformed request line",
+        "unknown HTTP version",
+        "request line too long",
+        "header too large",
+        "too many headers",
+        "NUL in the path",
+        "invalid UTF-8 in the path",
+        "no Host",
+        "broken chunked body",
+        "Content-Length and Transfer-Encoding",
+        "two Content-Lengths",
+    ],
+)
+async def test_what_the_http_parser_refuses_is_still_a_client_error(
+    client: TestClient[Any, Any], request_bytes: bytes, status: int, message: str
+) -> None:
+    """Beyond twice the limits, or malformed: the HTTP parser refuses the request before any middleware runs —
+    and the server still answers in our JSON shape, closing the connection."""
+    assert client.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    try:
+        writer.write(request_bytes + b"\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # to the server's close
+    finally:
+        writer.close()
+    head, _, payload = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode().split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
+    assert (int(status_line.split(" ")[1]), payload) == (status, orjson.dumps({"error": message}))
+    request_id: object = ANY_ULID  # a new one: the request's own was not read
+    assert (headers["content-type"], headers["connection"], headers["x-request-id"]) == (
+        "application/json",
+        "close",
+        request_id,
+    )
+
+
+async def test_a_flood_of_refused_requests_is_a_warning_a_second_not_an_error_each(
+    client: TestClient[Any, Any],
+) -> None:
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        assert client.port is not None
+        answers = await asyncio.gather(*(raw_exchange(client.port, b"GARBAGE\r\n\r\n") for _ in range(50)))
+        await asyncio.sleep(1.2)  # the interval ends: the count of those not logged is written
+    finally:
+        root.removeHandler(handler)
+    assert {status for status, _ in answers} == {400}
+    records = [orjson.loads(line) for line in captured.getvalue().splitlines()]
+    assert [(r["level"], r["logger"]) for r in records] == [("warning", "service.server")] * 2, records
+    assert records[0]["message"] == IsStr(
+        regex=r"refused a request the HTTP parser could not accept, from 127\.0\.0\.1: .*"
+    )
+    assert records[1]["message"] == (
+        "refused 49 more requests the HTTP parser could not accept in the last 1s (not logged one by one)"
+    )
+    assert "exception" not in records[0] and "Traceback" not in captured.getvalue()
+    metrics = await (await client.get("/metrics")).text()
+    assert 'joblens_http_requests_refused_total{status="400"} 50.0' in metrics
 
 
 async def test_a_burst_from_one_key_does_not_slow_another_key(
@@ -99,22 +197,15 @@ async def test_a_burst_from_one_key_does_not_slow_another_key(
     job = await create_job(client, tenant, admin)
     url = f"/api/v1/jobs/{job['id']}/progress"
 
-    async def timed(headers: dict[str, str]) -> tuple[int, float]:
-        started = time.perf_counter()
+    async def status(headers: dict[str, str]) -> int:
         response = await client.get(url, headers=headers)
         await response.read()
-        return response.status, time.perf_counter() - started
+        return response.status
 
-    baseline = [(await timed(quiet))[1] for _ in range(15)]
-    await asyncio.sleep(1.1)  # refill the quiet key's bucket
-    burst = asyncio.gather(*(timed(noisy) for _ in range(300)))
-    during = [await timed(quiet) for _ in range(15)]
-    noisy_results = await burst
-    assert sum(1 for status, _ in noisy_results if status == 429) >= 250
-    # the quiet key is never limited by the noisy key's burst, and keeps answering promptly (the bound is loose:
-    # both keys share one server process, so the burst's own work is felt; the limiter adds nothing per key)
-    assert {status for status, _ in during} == {200}
-    assert statistics.median(latency for _, latency in during) < max(0.5, 20 * statistics.median(baseline))
+    burst = asyncio.gather(*(status(noisy) for _ in range(300)))
+    during = [await status(quiet) for _ in range(15)]  # within the quiet key's own bucket of 20
+    assert during == [200] * 15  # the quiet key is never limited by the noisy key's burst…
+    assert (await burst).count(429) >= 250  # …which is limited
     # still limited: of ten more at once (the bucket refills one token every 50 ms), most are refused
     after = await asyncio.gather(*(client.get(url, headers=noisy) for _ in range(10)))
     limited = [response for response in after if response.status == 429]
@@ -155,12 +246,16 @@ async def test_keys_and_callback_secrets_never_reach_the_logs(
 
 
 @pytest.mark.parametrize(
-    "header",
-    [b"x-api-key: KEY\x00\x01", b"x-api-key: KEY" + b"k" * 17_000, b"X-Junk: a\r\nx-api-key KEY"],
+    ("header", "status"),
+    [
+        (b"x-api-key: KEY\x00\x01", b"400"),
+        (b"x-api-key: KEY" + b"k" * 17_000, b"431"),
+        (b"X-Junk: a\r\nx-api-key KEY", b"400"),
+    ],
     ids=["control character", "over 16 KiB", "malformed line"],
 )
 async def test_keys_in_requests_the_parser_refuses_never_reach_the_logs(
-    client: TestClient[Any, Any], admin: dict[str, str], header: bytes
+    client: TestClient[Any, Any], admin: dict[str, str], header: bytes, status: bytes
 ) -> None:
     """aiohttp's parser logs what it could not parse, quoting the bytes: the JSON log masks any key in it."""
     key = admin["x-api-key"]
@@ -178,11 +273,11 @@ async def test_keys_in_requests_the_parser_refuses_never_reach_the_logs(
         await asyncio.sleep(0.05)  # the parser logs after answering
     finally:
         logging.getLogger().removeHandler(handler)
-    assert status_line.split(b" ")[1] == b"400"
+    assert status_line.split(b" ")[1] == status
     logged = captured.getvalue()
     assert "emit_[redacted]" in logged  # the parser did log the request…
     assert key not in logged  # …but not the key, nor any part of its secret
-    assert key.rsplit("_", 1)[1][:20] not in logged
+    assert key.split("_", 2)[2][:20] not in logged  # emit_<space id>_<secret>: the secret may hold "_"
 
 
 async def test_a_body_that_does_not_decode_as_its_content_encoding_says_is_400(
@@ -211,13 +306,15 @@ async def test_a_client_gone_mid_body_is_499_in_the_access_log_not_an_error(
     access_log = client.app[ACCESS_LOG]
     access_log.stream = io.StringIO()
     assert client.port is not None
-    _reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
     writer.write(
         f"POST /api/v1/jobs/{job['id']}/logs HTTP/1.1\r\nHost: h\r\nx-api-key: {admin['x-api-key']}\r\n"
-        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n[{".encode()
+        "Content-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n".encode()
     )
+    # answered once the handler runs and asks for the body: the client leaves in the middle of the request
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(b"[{")
     await writer.drain()
-    await asyncio.sleep(0.1)
     writer.close()
     deadline = time.monotonic() + 5
     while '"status":499' not in access_log.stream.getvalue():

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
-from tests.conftest import Tenant, body, create_job
+from tests.helpers import Tenant, body, create_job
 from tests.logs_helpers import append, page, seqs
 from tests.matchers import ANY_ISO_TIME, ANY_ULID
 

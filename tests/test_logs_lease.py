@@ -17,7 +17,7 @@ from service.stores.es_logs import index_for
 from service.stores.keyspace import SpaceKeys
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
-from tests.conftest import AppFactory, Tenant, create_job
+from tests.helpers import AppFactory, Tenant, create_job
 from tests.logs_helpers import append, page, seqs
 
 
@@ -46,12 +46,12 @@ async def test_lines_behind_a_dead_writer_appear_when_its_lease_expires(
     job = await create_job(client, tenant, admin)
     await append(client, job["id"], admin, [{"message": "before the crash"}])
     # A writer reserves seqs 2-4 with a 1.5 s lease, then dies without writing or releasing them.
+    reserved_at = time.monotonic()  # before the lease starts: elapsed times measured from here are never short
     dead = await LogSeqStore(redis, ReadCache(redis, max_entries=0)).reserve(
         tenant.space_id, job["id"], 3, 1500, None, "-"
     )
     assert not isinstance(dead, bytes)
     assert (dead.first_seq, dead.last_seq) == (2, 4)
-    reserved_at = time.monotonic()
     # Part of its bulk request reached the index before it died: seq 3 exists, but was never acknowledged.
     index = index_for(settings.index_prefix, ms_from_iso(job["createdAt"]))
     await es.index(index=index, id=f"{job['id']}:3", routing=job["id"], document=orphan(job, 3), refresh=True)

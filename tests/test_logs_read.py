@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import Tenant, body, create_job
+from tests.helpers import Tenant, body, create_job
 from tests.logs_helpers import append, page, seqs
 
 LEVEL_CYCLE = ("info", "debug", "warn", "error", "info", "trace", "fatal")

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from service.api.context import LOGS
 from service.stores.keyspace import SpaceKeys
-from tests.conftest import Tenant, body, create_job
+from tests.helpers import Tenant, body, create_job
 from tests.logs_helpers import append, page, seqs
 
 REPAIRED = {"error": "The log sequence was behind the stored lines and has been repaired; retry"}

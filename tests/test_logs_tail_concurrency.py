@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from tests.conftest import AppFactory, Tenant, create_job
+from tests.helpers import AppFactory, Tenant, create_job
 from tests.logs_helpers import append, page
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import time
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp.test_utils import TestClient
 from dirty_equals import IsFloat, IsStr
+from elasticsearch import AsyncElasticsearch
 
 from service.api.context import ACCESS_LOG
-from tests.conftest import AppFactory, Tenant, body, create_job
+from service.app import redis_client
+from service.domain.clock import ms_from_iso
+from service.settings import Settings
+from service.stores.es_logs import index_for
+from service.stores.redis_api_keys import ApiKeyStore
+from tests.helpers import AppFactory, Tenant, body, create_job
+from tests.servers import RedisProcess
 
 
 async def test_request_id_is_echoed_or_generated(client: TestClient[Any, Any]) -> None:
@@ -60,15 +69,31 @@ async def test_access_log_is_one_json_line_per_request_naming_the_key_by_id_only
 
 async def test_access_log_lines_waiting_in_the_buffer_are_written_at_shutdown(make_client: AppFactory) -> None:
     client = await make_client()
+    access_log = client.app[ACCESS_LOG]
     written = io.StringIO()
-    client.app[ACCESS_LOG].stream = written
-    await client.get("/healthz")
+    access_log.stream = written
+    access_log.FLUSH_INTERVAL_S = 3600  # only the shutdown can write the line, however slow this machine is
+    await body(await client.get("/healthz", headers={"X-Request-Id": "at-shutdown"}), 200)
     assert written.getvalue() == ""  # still buffered…
     await client.close()
-    assert orjson.loads(written.getvalue())["route"] == "/healthz"  # …and written when the app stops
+    assert [orjson.loads(line) for line in written.getvalue().splitlines()] == [  # …and written when the app stops
+        {
+            "ts": IsStr(regex=r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"),
+            "level": "info",
+            "logger": "joblens.access",
+            "message": "request",
+            "request_id": "at-shutdown",
+            "method": "GET",
+            "route": "/healthz",
+            "status": 200,
+            "latency_ms": IsFloat(ge=0),
+            "key_id": None,
+            "remote": "127.0.0.1",
+        }
+    ]
 
 
-async def test_metrics_expose_latency_per_route_store_errors_and_ingest(
+async def test_metrics_expose_latency_per_route_and_ingest(
     client: TestClient[Any, Any], tenant: Tenant, admin: dict[str, str]
 ) -> None:
     job = await create_job(client, tenant, admin)
@@ -88,4 +113,41 @@ async def test_metrics_expose_latency_per_route_store_errors_and_ingest(
     )
     assert "joblens_log_lines_ingested_total 3.0" in text
     assert "joblens_log_watermark_lag_lines_count 1.0" in text
-    assert "# TYPE joblens_store_errors_total counter" in text
+
+
+STORE_ERRORS = re.compile(r'^joblens_store_errors_total\{store="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+async def store_errors(client: TestClient[Any, Any]) -> dict[str, float]:
+    """The store error counters on the metrics page, by store."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    return {store: float(count) for store, count in STORE_ERRORS.findall(await response.text())}
+
+
+async def test_store_errors_are_counted_by_store(
+    make_client: AppFactory, private_redis: RedisProcess, es: AsyncElasticsearch, settings: Settings
+) -> None:
+    """An append Elasticsearch refuses, then a request while Redis is down: one store error each, by store."""
+    client = await make_client(redis_url=private_redis.url)  # a Redis of the test's own: it is stopped below
+    direct = redis_client(replace(settings, redis_url=private_redis.url))
+    keys = ApiKeyStore(direct)
+    tenant = Tenant((await keys.create_space("metrics"))["id"], keys)
+    headers = await tenant.key("jobs:create", "jobs:read", "jobs:log")
+    await direct.aclose()
+    job = await create_job(client, tenant, headers)
+    assert await store_errors(client) == {}
+
+    # the job's index refuses writes: every line of the bulk request fails
+    index = index_for(settings.index_prefix, ms_from_iso(job["createdAt"]))
+    await es.indices.create(index=index)
+    await es.indices.put_settings(index=index, settings={"index.blocks.write": True})
+    refused = await client.post(f"/api/v1/jobs/{job['id']}/logs", json=[{"message": "m"}], headers=headers)
+    assert await body(refused, 503) == {"error": "Elasticsearch could not store the log lines; nothing was stored"}
+    assert await store_errors(client) == {"elasticsearch": 1.0}
+
+    private_redis.stop()
+    # a create is a write: it needs Redis whatever an instance keeps in memory
+    down = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "later"}, headers=headers)
+    assert await body(down, 503) == {"error": "Redis is unavailable; retry later"}
+    assert await store_errors(client) == {"elasticsearch": 1.0, "redis": 1.0}

@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
-from tests.conftest import AppFactory, Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job
 
 DOCUMENT_PATH = Path(__file__).parents[1] / "service" / "api" / "openapi.json"
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
