@@ -107,3 +107,16 @@ def expected_event(job: dict[str, Any], kind: str, data: Any = None) -> dict[str
         "data": data,
         "createdAt": job["createdAt"],
     }
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool] | bool], what: str = "the condition", within_s: float = 10.0
+) -> None:
+    """Wait until ``check()`` holds (it may be async), failing after ``within_s``: never a fixed sleep."""
+    deadline = asyncio.get_running_loop().time() + within_s
+    while True:
+        outcome = check()
+        if outcome if isinstance(outcome, bool) else await outcome:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)  # checks may be requests: a gentle pace keeps them under the rate limit

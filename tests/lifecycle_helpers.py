@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -67,17 +65,10 @@ async def to_status(
     return job_id
 
 
-async def wait_for(check: Check, what: str, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 def has_status(
     client: TestClient[Any, Any], headers: dict[str, str], job_id: str, *statuses: str
 ) -> Callable[[], Awaitable[bool]]:
-    """A check for `wait_for`: the job's status is one of ``statuses``."""
+    """A check for `eventually`: the job's status is one of ``statuses``."""
 
     async def check() -> bool:
         return await status_of(client, headers, job_id) in statuses

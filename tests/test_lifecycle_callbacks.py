@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 
 from service.domain.clock import now_ms
 from service.stores.keyspace import SpaceKeys
-from tests.helpers import AppFactory, Tenant, body, create_job
-from tests.lifecycle_helpers import FAST_LOOP, events_of, has_status, last_event_is, post, wait_for
+from tests.helpers import AppFactory, Tenant, body, create_job, eventually
+from tests.lifecycle_helpers import FAST_LOOP, events_of, has_status, last_event_is, post
 
 
 @dataclass
@@ -85,7 +85,7 @@ async def test_callback_is_sent_with_headers_on_completion(
     await post(client, admin, f"/api/v1/jobs/{job['id']}/claim")
     await post(client, admin, f"/api/v1/jobs/{job['id']}/ack")
     done = await post(client, admin, f"/api/v1/jobs/{job['id']}/complete", {"result": {"ok": True}})
-    await wait_for(last_event_is(client, admin, job["id"], "callback_sent"), "the callback")
+    await eventually(last_event_is(client, admin, job["id"], "callback_sent"), "the callback")
     assert len(receiver.received) == 1
     headers, payload = receiver.received[0]
     assert headers["Authorization"] == "Bearer hook-secret"
@@ -108,7 +108,7 @@ async def test_failing_callback_is_retried_with_backoff_then_recorded_as_failed(
     client = await make_client(**FAST_LOOP, callback_max_attempts=3)
     job = await create_job(client, tenant, admin, callbackUrl=receiver.url)
     await post(client, admin, f"/api/v1/jobs/{job['id']}/kill", {"reason": "stop"})
-    await wait_for(last_event_is(client, admin, job["id"], "callback_failed"), "the callback to give up")
+    await eventually(last_event_is(client, admin, job["id"], "callback_failed"), "the callback to give up")
     assert len(receiver.received) == 3
     assert {payload["status"] for _, payload in receiver.received} == {"killed"}
     assert (await events_of(client, admin, job["id"]))[-1] == ("callback_failed", {"attempts": 3, "error": "HTTP 500"})
@@ -122,7 +122,7 @@ async def test_callback_retry_succeeds_after_transient_failures(
     job = await create_job(client, tenant, admin, callbackUrl=receiver.url, maxRetries=0)
     await post(client, admin, f"/api/v1/jobs/{job['id']}/claim")
     await post(client, admin, f"/api/v1/jobs/{job['id']}/fail", {"error": "boom"})
-    await wait_for(last_event_is(client, admin, job["id"], "callback_sent"), "the callback")
+    await eventually(last_event_is(client, admin, job["id"], "callback_sent"), "the callback")
     assert [payload["status"] for _, payload in receiver.received] == ["dead", "dead", "dead"]
     assert (await events_of(client, admin, job["id"]))[-1] == ("callback_sent", {"attempts": 3})
 
@@ -140,7 +140,7 @@ async def test_callbacks_queued_while_no_instance_runs_are_sent_after_a_restart(
     assert await events_of(quiet, admin, job["id"]) == [("created", None), ("killed", {"reason": None})]
 
     restarted = await make_client(**FAST_LOOP)
-    await wait_for(last_event_is(restarted, admin, job["id"], "callback_sent"), "the callback after restart")
+    await eventually(last_event_is(restarted, admin, job["id"], "callback_sent"), "the callback after restart")
     await restarted.close()  # waits for every delivery in flight: nothing more can arrive
     assert [payload["jobId"] for _, payload in receiver.received] == [job["id"]]
     assert await redis.zscore(keys.callbacks, job["id"]) is None
@@ -157,7 +157,7 @@ async def test_a_redirect_is_not_followed_and_does_not_count_as_delivered(
     client = await make_client(**FAST_LOOP, callback_max_attempts=2)
     job = await create_job(client, tenant, admin, callbackUrl=receiver.url.replace("/hook", "/moved"))
     await post(client, admin, f"/api/v1/jobs/{job['id']}/kill")
-    await wait_for(last_event_is(client, admin, job["id"], "callback_failed"), "the callback to give up")
+    await eventually(last_event_is(client, admin, job["id"], "callback_failed"), "the callback to give up")
     assert receiver.received == []
     assert (await events_of(client, admin, job["id"]))[-1] == ("callback_failed", {"attempts": 2, "error": "HTTP 302"})
 
@@ -169,7 +169,7 @@ async def test_a_receiver_slower_than_the_timeout_counts_as_a_failed_attempt(
     client = await make_client(**FAST_LOOP, callback_timeout_s=0.2, callback_max_attempts=2)
     job = await create_job(client, tenant, admin, callbackUrl=receiver.url)
     await post(client, admin, f"/api/v1/jobs/{job['id']}/kill")
-    await wait_for(last_event_is(client, admin, job["id"], "callback_failed"), "the callback to give up")
+    await eventually(last_event_is(client, admin, job["id"], "callback_failed"), "the callback to give up")
     assert receiver.answered == 0
     assert (await events_of(client, admin, job["id"]))[-1] == (
         "callback_failed",
@@ -192,7 +192,7 @@ async def test_slow_callback_receivers_do_not_hold_up_deadlines(
     hanging = [(await create_job(client, tenant, admin, callbackUrl=slow.url))["id"] for _ in range(4)]
     for job_id in hanging:
         await post(client, admin, f"/api/v1/jobs/{job_id}/kill")
-    await wait_for(lambda: _received(slow, 4), "the four callbacks to be under way")
+    await eventually(lambda: _received(slow, 4), "the four callbacks to be under way")
 
     other = await make_tenant()
     worker = await other.key("jobs:create", "jobs:read", "jobs:worker", "jobs:kill")
@@ -200,15 +200,15 @@ async def test_slow_callback_receivers_do_not_hold_up_deadlines(
     await post(client, worker, f"/api/v1/jobs/{unacked['id']}/claim")
     hooked = await create_job(client, other, worker, callbackUrl=fast.url)
     await post(client, worker, f"/api/v1/jobs/{hooked['id']}/kill")
-    await wait_for(has_status(client, worker, unacked["id"], "pending"), "the delivery timeout")
-    await wait_for(last_event_is(client, worker, hooked["id"], "callback_sent"), "the other space's callback")
+    await eventually(has_status(client, worker, unacked["id"], "pending"), "the delivery timeout")
+    await eventually(last_event_is(client, worker, hooked["id"], "callback_sent"), "the other space's callback")
     assert (len(slow.received), slow.answered) == (4, 0)  # all of it while every slow delivery was still held
     for job_id in hanging:
         assert (await events_of(client, admin, job_id))[-1][0] == "killed"
 
     slow.release()
     for job_id in hanging:
-        await wait_for(last_event_is(client, admin, job_id, "callback_sent"), "the released callbacks")
+        await eventually(last_event_is(client, admin, job_id, "callback_sent"), "the released callbacks")
 
 
 async def _received(receiver: Receiver, count: int) -> bool:
@@ -226,7 +226,7 @@ async def test_two_instances_send_each_callback_once(
     for number, job in enumerate(created):
         await post(instances[number % 2], admin, f"/api/v1/jobs/{job['id']}/kill")
     for job in created:
-        await wait_for(last_event_is(instances[0], admin, job["id"], "callback_sent"), "every callback")
+        await eventually(last_event_is(instances[0], admin, job["id"], "callback_sent"), "every callback")
     for instance in instances:
         await instance.close()  # waits for every delivery in flight: nothing more can arrive
     assert await redis.zcard(SpaceKeys(tenant.space_id).callbacks) == 0  # and nothing is left to send again

@@ -11,8 +11,8 @@ from redis.asyncio import Redis
 
 from service.domain.clock import now_ms
 from service.stores.keyspace import SpaceKeys
-from tests.helpers import AppFactory, Tenant, body, create_job
-from tests.lifecycle_helpers import FAST_LOOP, events_of, get_job, has_status, post, status_of, wait_for
+from tests.helpers import AppFactory, Tenant, body, create_job, eventually
+from tests.lifecycle_helpers import FAST_LOOP, events_of, get_job, has_status, post, status_of
 
 
 async def test_scheduled_job_becomes_pending_at_its_time(
@@ -25,7 +25,7 @@ async def test_scheduled_job_becomes_pending_at_its_time(
     assert job["status"] == "scheduled"
     poll_url = f"/api/v1/spaces/{tenant.space_id}/jobs/poll"
     assert (await post(client, admin, poll_url))["jobs"] == []
-    await wait_for(has_status(client, admin, job["id"], "pending"), "the scheduled job to become pending")
+    await eventually(has_status(client, admin, job["id"], "pending"), "the scheduled job to become pending")
     assert time.time() >= at - 0.01
     claimed = await post(client, admin, poll_url)
     assert [j["id"] for j in claimed["jobs"]] == [job["id"]]
@@ -37,7 +37,7 @@ async def test_unacked_delivery_returns_to_pending(
     client = await make_client(**FAST_LOOP)
     job = await create_job(client, tenant, admin, timeoutSeconds=1)
     await post(client, admin, f"/api/v1/jobs/{job['id']}/claim")
-    await wait_for(has_status(client, admin, job["id"], "pending"), "the unacked job to return to pending")
+    await eventually(has_status(client, admin, job["id"], "pending"), "the unacked job to return to pending")
     assert await events_of(client, admin, job["id"]) == [
         ("created", None),
         ("delivered", {"attempt": 0}),
@@ -53,7 +53,7 @@ async def test_execution_timeouts_retry_then_make_the_job_dead(
     for _ in range(2):
         await post(client, admin, f"/api/v1/jobs/{job['id']}/claim")
         await post(client, admin, f"/api/v1/jobs/{job['id']}/ack")
-        await wait_for(has_status(client, admin, job["id"], "pending", "dead"), "the running job to time out")
+        await eventually(has_status(client, admin, job["id"], "pending", "dead"), "the running job to time out")
     final = await get_job(client, admin, job["id"])
     assert (final["status"], final["attemptNumber"]) == ("dead", 1)
     assert [(e["type"], e["data"]) for e in final["events"]][3:] == [
@@ -86,7 +86,7 @@ async def test_keepalive_progress_and_checkpoint_keep_a_running_job_alive(
         deadline = moved
     assert await status_of(quiet, admin, job["id"]) == "running"
     looping = await make_client(**FAST_LOOP)
-    await wait_for(has_status(looping, admin, job["id"], "pending"), "the job to time out once it goes quiet")
+    await eventually(has_status(looping, admin, job["id"], "pending"), "the job to time out once it goes quiet")
 
 
 async def test_two_instances_handle_each_deadline_once(
@@ -122,7 +122,7 @@ async def test_two_instances_handle_each_deadline_once(
         statuses = await asyncio.gather(*(status_of(instances[0], admin, job_id) for job_id in expected))
         return set(statuses) == {"pending"}
 
-    await wait_for(all_pending, "every deadline and schedule to come due")
+    await eventually(all_pending, "every deadline and schedule to come due")
     for instance in instances:
         await instance.close()  # lets a sweep under way finish: nothing more can be handled
     keys = SpaceKeys(tenant.space_id)

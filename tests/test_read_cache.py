@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
 import pytest
@@ -19,18 +19,8 @@ from service.stores.keyspace import SpaceKeys
 from service.stores.redis_api_keys import ApiKeyStore
 from service.stores.redis_cache import LISTENER_NAME, ReadCache
 from service.stores.redis_logseq import LogSeqStore
-from tests.helpers import AppFactory, Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job, eventually
 from tests.servers import RedisProcess
-
-
-async def eventually(check: Callable[[], Awaitable[bool] | bool], within_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + within_s
-    while True:
-        outcome = check()
-        if outcome if isinstance(outcome, bool) else await outcome:
-            return
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
