@@ -6,8 +6,11 @@ Fixtures live in ``conftest.py``; everything a test imports lives here.
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import ClientResponse
@@ -120,3 +123,28 @@ async def eventually(
             return
         assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)  # checks may be requests: a gentle pace keeps them under the rate limit
+
+
+JOBLENS = Path(sys.executable).with_name("joblens")  # the console script installed beside the interpreter
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+async def run_joblens(*args: str, env: dict[str, str], timeout_s: float = 30) -> Run:
+    """The ``joblens`` command as a user runs it, in a subprocess with ``env`` added to this environment."""
+    process = await asyncio.create_subprocess_exec(
+        JOBLENS,
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(timeout_s):
+        stdout, stderr = await process.communicate()
+    assert process.returncode is not None
+    return Run(process.returncode, stdout.decode(), stderr.decode())

@@ -5,10 +5,6 @@ listings never print a key."""
 from __future__ import annotations
 
 import asyncio
-import os
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,35 +15,12 @@ from devstack.ports import free_port
 from service.services.auth import LEASE_TTL_S
 from service.settings import Settings
 from service.stores.redis_api_keys import ApiKeyStore
-from tests.helpers import AppFactory, body
+from tests.helpers import AppFactory, Run, body, run_joblens
 from tests.matchers import ISO_TIME, ULID
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    stdout: str
-    stderr: str
 
 
 async def joblens(settings: Settings, *args: str) -> Run:
-    env = {**os.environ, "JOBLENS_REDIS_URL": settings.redis_url}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        *args,
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return Run(process.returncode, stdout.decode(), stderr.decode())
+    return await run_joblens(*args, env={"JOBLENS_REDIS_URL": settings.redis_url})
 
 
 def json_lines(text: str) -> list[Any]:

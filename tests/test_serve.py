@@ -3,40 +3,22 @@ does not answer at start-up is one line on stderr naming it — without its cred
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sys
-from pathlib import Path
-
 from dirty_equals import IsStr
 
 from devstack.ports import free_port
 from service.settings import Settings
-
-JOBLENS = Path(sys.executable).with_name("joblens")  # the console script installed beside the interpreter
+from tests.helpers import run_joblens
 
 
 async def joblens_serve(redis_url: str, elasticsearch_url: str) -> tuple[int, str, str]:
     env = {
-        **os.environ,
         "JOBLENS_REDIS_URL": redis_url,
         "JOBLENS_ELASTICSEARCH_URL": elasticsearch_url,
         "JOBLENS_CONNECT_TIMEOUT_S": "1",
         "JOBLENS_BACKGROUND_TASKS": "false",
     }
-    process = await asyncio.create_subprocess_exec(
-        JOBLENS,
-        "serve",
-        "--port",
-        str(free_port()),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(30):
-        stdout, stderr = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    run = await run_joblens("serve", "--port", str(free_port()), env=env)
+    return run.code, run.stdout, run.stderr
 
 
 async def test_serve_with_redis_unreachable_exits_with_one_line(settings: Settings) -> None:
