@@ -113,7 +113,6 @@ def settings(backends: Backends, test_redis_url: str) -> Settings:
         elasticsearch_urls=(backends.elasticsearch_url,),
         index_prefix=f"jlt-{secrets.token_hex(4)}",
         connect_timeout_s=5,
-        index_refresh_interval_s=0.1,  # appends wait for a refresh: keep them quick
         background_tasks=False,
     )
 

@@ -118,8 +118,7 @@ async def statuses(client: TestClient[Any, Any], tenant: Tenant, admin: dict[str
 async def test_each_scope_is_admitted_or_refused_as_the_contract_says(
     make_client: AppFactory, tenant: Tenant, admin: dict[str, str], endpoint: Endpoint
 ) -> None:
-    # Log writes wait for an Elasticsearch refresh: keep it short.
-    client = await make_client(index_refresh_interval_s=0.05)
+    client = await make_client()
     all_but_accepted = tuple(scope for scope in SINGLE_SCOPES if scope not in endpoint.accepted)
     grants = [(scope,) for scope in (*SINGLE_SCOPES, *SHORTHANDS)] + [all_but_accepted]
     jobs = await jobs_in(client, tenant, admin, endpoint.state, len(grants))

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
-from tests.helpers import Tenant, body, create_job
+from tests.helpers import AppFactory, Tenant, body, create_job
 from tests.logs_helpers import append, page, seqs
 from tests.matchers import ANY_ISO_TIME, ANY_ULID
 
@@ -216,3 +216,30 @@ async def test_a_failed_append_frees_its_idempotency_key_for_the_retry(
     await asyncio.sleep(0.4)
     retried = await client.post(f"/api/v1/jobs/{job_id}/logs", json=[{"message": "m"}], headers=headers)
     assert await body(retried, 200) == {"accepted": 1, "firstSeq": 2, "lastSeq": 2}
+
+
+async def test_appends_are_searchable_on_answer_without_waiting_for_the_scheduled_refresh(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    # A scheduled refresh an hour away: only the appends' own shared refreshes can make their lines searchable.
+    clients = [await make_client(index_refresh_interval_s=3600), await make_client(index_refresh_interval_s=3600)]
+    job_id = (await create_job(clients[0], tenant, admin))["id"]
+
+    async def writer(n: int) -> list[int]:
+        answers = [
+            await append(clients[n % 2], job_id, admin, [{"message": f"w{n} b{b} l{i}"} for i in range(50)])
+            for b in range(5)
+        ]
+        return [seq for a in answers for seq in range(a["firstSeq"], a["lastSeq"] + 1)]
+
+    acknowledged = sorted(seq for seqs_of in await asyncio.gather(*(writer(n) for n in range(4))) for seq in seqs_of)
+    assert acknowledged == list(range(1, 1001))
+    # read-your-writes on either instance: every acknowledged line is there at once
+    for client in clients:
+        first, second = (
+            await page(client, job_id, admin, after=0, limit=500),
+            await page(client, job_id, admin, after=500, limit=500),
+        )
+        assert seqs(first) + seqs(second) == acknowledged
+    solo = await append(clients[1], job_id, admin, [{"message": "one more"}])
+    assert seqs(await page(clients[0], job_id, admin, after=1000)) == [solo["lastSeq"]] == [1001]

@@ -80,10 +80,50 @@ def index_for(prefix: str, job_created_ms: int) -> str:
     return f"{prefix}-{created:%Y.%m}"
 
 
+class RefreshCoalescer:
+    """Makes written lines searchable with explicit ``_refresh`` calls, at most one in flight per index: every
+    caller that arrives while one runs waits for the next, which then serves all of them at once.
+
+    Why: waiting for the scheduled refresh (``refresh=wait_for``) costs each append up to a whole refresh interval,
+    while a refresh per append (``refresh=true``) costs Elasticsearch one small segment per request. Coalescing
+    gives each append one refresh's latency and bounds the refresh rate by how long a refresh takes."""
+
+    def __init__(self, es: AsyncElasticsearch) -> None:
+        self._es = es
+        self._waiting: dict[str, list[asyncio.Future[None]]] = {}  # index → callers for the next refresh
+        self._running: dict[str, asyncio.Task[None]] = {}
+
+    async def refreshed(self, index: str, timeout_s: float) -> None:
+        """Return once a refresh of ``index`` that began after this call has finished: everything written
+        before the call is then searchable."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(index, []).append(waiter)
+        if index not in self._running:
+            self._running[index] = asyncio.create_task(self._refresh_rounds(index, timeout_s))
+        await waiter
+
+    async def _refresh_rounds(self, index: str, timeout_s: float) -> None:
+        try:
+            while waiters := self._waiting.pop(index, []):
+                try:
+                    await self._es.options(request_timeout=max(0.5, timeout_s)).indices.refresh(index=index)
+                except Exception as exc:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_exception(exc)
+                else:
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(None)
+        finally:
+            del self._running[index]
+
+
 class LogStore:
     def __init__(self, es: AsyncElasticsearch, settings: Settings) -> None:
         self._es = es
         self._settings = settings
+        self._refreshes = RefreshCoalescer(es)
 
     async def install_template(self) -> None:
         """Create or update the template; harmless to repeat (PUT replaces it with the same content)."""
@@ -92,9 +132,9 @@ class LogStore:
     async def index_lines(
         self, job_id: str, job_created_ms: int, first_seq: int, docs: Sequence[dict[str, Any]], deadline: float
     ) -> None:
-        """Index ``docs`` as seqs ``first_seq…``, searchable on return; retries transient failures (of lines or
-        of the whole request) until ``deadline`` (monotonic). Raises `BulkFailed` when that is not possible, and
-        `SeqCollision` when some of these seqs already hold other lines."""
+        """Index ``docs`` as seqs ``first_seq…``, durable (in the translog) and searchable on return; retries
+        transient failures (of lines or of the whole request) until ``deadline`` (monotonic). Raises `BulkFailed`
+        when that is not possible, and `SeqCollision` when some of these seqs already hold other lines."""
         index = index_for(self._settings.index_prefix, job_created_ms)
         pending = {first_seq + offset: {**doc, "seq": first_seq + offset} for offset, doc in enumerate(docs)}
         sent = dict(pending)
@@ -125,6 +165,12 @@ class LogStore:
             foreign = await self._not_ours(index, job_id, {seq: sent[seq]["id"] for seq in existing - created})
             if foreign:
                 raise SeqCollision(foreign, ours=frozenset(set(sent) - foreign))
+        # The bulk answered once the lines were durable; one shared refresh makes them searchable, so that the
+        # watermark (advanced next) never covers a line a reader could not find.
+        try:
+            await self._refreshes.refreshed(index, deadline - time.monotonic())
+        except REQUEST_FAILURES as exc:
+            raise BulkFailed(f"Elasticsearch could not make the lines searchable: {type(exc).__name__}") from exc
 
     async def _not_ours(self, index: str, job_id: str, line_ids: dict[int, str]) -> frozenset[int]:
         """Of these seqs (answered 409), those whose stored line is not the one this append sent."""
@@ -157,7 +203,6 @@ class LogStore:
         response = await self._es.options(request_timeout=timeout_s).bulk(
             operations=cast(Sequence[dict[str, Any]], operations),
             routing=job_id,
-            refresh="wait_for",
             filter_path="errors,items.*.status,items.*._id",
         )
         if not response.get("errors"):
@@ -186,13 +231,13 @@ class LogStore:
         response = await self._es.options(request_timeout=CLEANUP_TIMEOUT_S).bulk(
             operations=cast(Sequence[dict[str, Any]], operations),
             routing=job_id,
-            refresh="wait_for",
             filter_path="errors,items.*.status",
         )
         if response.get("errors"):
             kept = [item for item in response["items"] if int(item["delete"]["status"]) not in (200, 404)]
             if kept:
                 raise BulkFailed(f"{len(kept)} line(s) not deleted")
+        await self._refreshes.refreshed(index, CLEANUP_TIMEOUT_S)  # gone from searches too (the next page is new)
 
     async def delete_seq_range(self, job_id: str, job_created_ms: int, first_seq: int, last_seq: int) -> None:
         """Remove every line of the job with a seq in ``first…last`` (an abandoned range: no line there was ever
@@ -215,7 +260,7 @@ class LogStore:
             seqs = [int(hit["sort"][0]) for hit in response.get("hits", {}).get("hits", [])]
             if not seqs:
                 return
-            await self.delete_lines(job_id, job_created_ms, seqs)  # waits for a refresh: the next page is new
+            await self.delete_lines(job_id, job_created_ms, seqs)  # refreshed: the next page is new
             if len(seqs) < CLEANUP_PAGE_LINES:
                 return
 
