@@ -21,6 +21,7 @@ from service.api.context import (
     ELASTICSEARCH,
     JOBS,
     LIFECYCLE,
+    LIVE_HUB,
     LOGS,
     METRICS,
     READ_CACHE,
@@ -29,10 +30,12 @@ from service.api.context import (
 )
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, observe_middleware
+from service.api.streams import routes as stream_routes
 from service.observability import AccessLog, Metrics
 from service.services.auth import Authenticator
 from service.services.background import BackgroundWorker
 from service.services.lifecycle import LifecycleService
+from service.services.live import LiveHub
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.es_logs import LogStore
@@ -69,9 +72,14 @@ def create_app(settings: Settings) -> web.Application:
     app.on_cleanup.append(_flush_access_log)
     app.cleanup_ctx.append(redis_ctx)
     app.cleanup_ctx.append(elasticsearch_ctx)
+    app.cleanup_ctx.append(live_hub_ctx)
+    # aiohttp runs on_shutdown before it waits for the handlers in flight (and `service.server` as it begins to
+    # drain): log streams must end then, not hold the shutdown up
+    app.on_shutdown.append(_end_streams)
     if settings.background_tasks:
         app.cleanup_ctx.append(background_ctx)
     app.add_routes(routes)
+    app.add_routes(stream_routes)
     return app
 
 
@@ -142,6 +150,23 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await client.close()
+
+
+async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    hub = LiveHub(app[REDIS], app[LOGS], app[JOBS], app[SETTINGS])
+    app[LIVE_HUB] = hub
+    try:
+        async with _running(hub.listen, name="joblens-live-pubsub"):
+            yield
+    finally:
+        hub.shut_down()
+        await hub.stop()
+
+
+async def _end_streams(app: web.Application) -> None:
+    hub = app.get(LIVE_HUB)
+    if hub is not None:
+        hub.shut_down()
 
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -44,8 +44,9 @@ async def serve_until_signalled(app: web.Application, host: str, port: int) -> N
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully:
 
     1. close the listening socket: new connections are refused at once;
-    2. close idle keep-alive connections and let the requests in flight finish — also those whose body is still
-       arriving — for up to ``SHUTDOWN_GRACE_S``; their responses say ``Connection: close``;
+    2. run the app's on_shutdown (log streams end), close idle keep-alive connections and let the requests in
+       flight finish — also those whose body is still arriving — for up to ``SHUTDOWN_GRACE_S``; their responses
+       say ``Connection: close``;
     3. close what is left (a handler still running is cancelled) and run the app's cleanup contexts, which close
        the Redis and Elasticsearch clients and flush the access log.
 
@@ -82,6 +83,10 @@ async def _drain(runner: web.AppRunner, in_flight: InFlight) -> None:
     # count as in flight (aiohttp's AppRunner.cleanup does the same).
     await asyncio.sleep(0)
     in_flight.draining = True
+    # The app's on_shutdown, as aiohttp runs it before waiting for the handlers in flight: long-lived responses
+    # (log streams) end now rather than hold the drain up for the whole grace period. `runner.cleanup` sends it
+    # once more; its handlers do nothing the second time.
+    await runner.app.shutdown()
     assert runner.server is not None
     idle = [connection for connection in runner.server.connections if not in_flight.running_on(connection)]
     log.info("shutting down: %d requests in flight, closing %d other connections", len(in_flight), len(idle))

@@ -107,6 +107,34 @@ class Settings:
         "Get Job and Get Progress answers kept in memory, kept exact by Redis invalidation.",
     )
     access_log: bool = _setting(True, "Write one JSON access-log line per request to stderr (in batches).")
+    streams_max: int = _setting(
+        1000, "Most log streams (`GET …/logs/stream`) open at once in this instance (503 above)."
+    )
+    streams_per_key_max: int = _setting(100, "Most log streams open at once per API key in this instance (429 above).")
+    stream_heartbeat_s: float = _setting(15.0, "A log stream with nothing to say sends a `: ping` comment this often.")
+    stream_poll_interval_s: float = _setting(
+        1.0,
+        "How often a followed job is checked (watermark, status, progress) without a wake-up: pub/sub notifications"
+        " may be lost, this bounds the delay then. Once per job and filter per instance, not per stream.",
+    )
+    stream_quiet_period_s: float = _setting(
+        2.0,
+        "A stream of an ended job ends once nothing was appended, reserved or in flight for this long, so a late"
+        " flush is still delivered.",
+    )
+    stream_queue_batches: int = _setting(
+        16,
+        "Batches of lines queued per stream; a stream that falls further behind reads from Elasticsearch by its"
+        " own cursor until it catches up.",
+    )
+    stream_stuck_timeout_s: float = _setting(
+        60.0, "A stream whose client reads nothing for this long is closed with an `error` event."
+    )
+    stream_max_duration_s: float = _setting(
+        3600.0,
+        "A stream open this long ends with a `reconnect` event (the client resumes by Last-Event-ID), so that"
+        " connections move between instances and none is held forever.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -139,6 +167,11 @@ class Settings:
             "timeout_loop_interval_s",
             "callback_timeout_s",
             "callback_backoff_s",
+            "stream_heartbeat_s",
+            "stream_poll_interval_s",
+            "stream_quiet_period_s",
+            "stream_stuck_timeout_s",
+            "stream_max_duration_s",
         )
         # Comparisons are False for NaN, so a range check also refuses "nan" (and "inf" lies above every bound).
         return [
@@ -170,6 +203,9 @@ class Settings:
             (self.index_replicas >= 0, "index_replicas", "an integer >= 0"),
             (self.callback_max_attempts >= 1, "callback_max_attempts", "an integer >= 1"),
             (self.read_cache_entries >= 0, "read_cache_entries", "an integer >= 0 (0 turns the cache off)"),
+            (self.streams_max >= 0, "streams_max", "an integer >= 0 (0 turns streams off)"),
+            (self.streams_per_key_max >= 1, "streams_per_key_max", "an integer >= 1"),
+            (self.stream_queue_batches >= 1, "stream_queue_batches", "an integer >= 1"),
             (
                 INDEX_PREFIX_PATTERN.fullmatch(self.index_prefix) is not None,
                 "index_prefix",
@@ -264,6 +300,14 @@ _PARSERS: dict[str, _Parser[Any]] = {
     "background_tasks": _typed(_bool, "true or false"),
     "read_cache_entries": _INT,
     "access_log": _typed(_bool, "true or false"),
+    "streams_max": _INT,
+    "streams_per_key_max": _INT,
+    "stream_heartbeat_s": _FLOAT,
+    "stream_poll_interval_s": _FLOAT,
+    "stream_quiet_period_s": _FLOAT,
+    "stream_queue_batches": _INT,
+    "stream_stuck_timeout_s": _FLOAT,
+    "stream_max_duration_s": _FLOAT,
 }
 
 

@@ -33,6 +33,7 @@ JOB_CALLS = {
     "GET /jobs/:id/progress": JobCall("GET", "/api/v1/jobs/{job}/progress", None),
     "POST /jobs/:id/progress": JobCall("POST", "/api/v1/jobs/{job}/progress", {"percent": 99, "message": "intruder"}),
     "GET /jobs/:id/logs": JobCall("GET", "/api/v1/jobs/{job}/logs", None),
+    "GET /jobs/:id/logs/stream": JobCall("GET", "/api/v1/jobs/{job}/logs/stream", None),
     "POST /jobs/:id/logs": JobCall("POST", "/api/v1/jobs/{job}/logs", {"logs": [{"message": "intruder"}]}),
     "POST /jobs/:id/claim": JobCall("POST", "/api/v1/jobs/{job}/claim", None),
     "POST /jobs/:id/ack": JobCall("POST", "/api/v1/jobs/{job}/ack", None, "delivered"),

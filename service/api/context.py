@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from service.observability import AccessLog, Metrics
 from service.services.auth import Authenticator
 from service.services.lifecycle import LifecycleService
+from service.services.live import LiveHub
 from service.services.logs import LogService
 from service.settings import Settings
 from service.stores.redis_api_keys import Principal
@@ -25,6 +26,7 @@ LOGS = web.AppKey("logs", LogService)
 LIFECYCLE = web.AppKey("lifecycle", LifecycleService)
 METRICS = web.AppKey("metrics", Metrics)
 ACCESS_LOG = web.AppKey("access_log", AccessLog)
+LIVE_HUB = web.AppKey("live_hub", LiveHub)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

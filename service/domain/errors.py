@@ -65,5 +65,11 @@ class RateLimited(DomainError):
         self.retry_after_s = retry_after_s
 
 
+class TooManyStreams(DomainError):
+    """The API key holds as many open log streams as an instance allows it."""
+
+    status = 429
+
+
 class Unavailable(DomainError):
     status = 503

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
+from multidict import MultiDict
 
 from service.domain.clock import iso_from_ms, ms_from_iso, new_id
 from service.domain.errors import InvalidParam, TooLarge
@@ -51,6 +52,37 @@ def parse_log_query(query: Any) -> LogQuery:
         # Only words are searchable: a query without any letter or digit (say "*") filters nothing.
         text=text if text and any(ch.isalnum() for ch in text) else None,
     )
+
+
+STREAM_TAIL_DEFAULT, STREAM_TAIL_MAX = 100, 500
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """Where a log stream starts: after ``after_seq`` exactly, or (``after_seq`` None) with the newest ``tail``
+    lines. ``query`` holds the filter (levels, text) as Read Logs takes it."""
+
+    after_seq: int | None
+    tail: int
+    query: LogQuery
+
+
+def parse_stream_query(query: Any, last_event_id: str | None) -> StreamStart:
+    """``after``, ``tail``, ``level`` and ``q`` of a log stream; a ``Last-Event-ID`` (an EventSource reconnecting)
+    wins over ``after``. Filters are validated exactly as Read Logs validates them."""
+    values = single_query_values(query, ("after", "tail"))
+    tail = query_int(values, "tail", default=STREAM_TAIL_DEFAULT, minimum=1)
+    assert tail is not None
+    if tail > STREAM_TAIL_MAX:
+        raise InvalidParam(f"tail must be at most {STREAM_TAIL_MAX}, got {tail}")
+    after = query_int(values, "after", default=None, minimum=0)
+    if last_event_id is not None and last_event_id.strip():
+        after = query_int({"Last-Event-ID": last_event_id.strip()}, "Last-Event-ID", default=None, minimum=0)
+    # the filter: Read Logs' own parsing (level, q), in "after" mode from the start point
+    filters = MultiDict((name, value) for name, value in query.items() if name in ("level", "q"))
+    filters["after"] = str(after or 0)
+    filters["limit"] = str(LOGS_LIMIT_MAX)
+    return StreamStart(after, tail, parse_log_query(filters))
 
 
 def _levels(given: list[str]) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_b
 from service.observability import Metrics
 from service.settings import Settings
 from service.stores.es_logs import BulkFailed, LogPage, LogStore, SeqCollision
-from service.stores.redis_logseq import LogSeqStore, Reservation
+from service.stores.redis_logseq import LogSeqStore, Reservation, SeqState
 
 log = logging.getLogger(__name__)
 CLEANUP_JOBS_PER_PASS = 100
@@ -78,7 +78,15 @@ class LogService:
             raise Unavailable("Storing the log lines took longer than their lease; nothing was stored")
         self._metrics.log_lines_ingested.inc(len(docs))
         self._metrics.watermark_lag.observe(max(0, reservation.last_seq - visible_seq))
+        await self._announce(space_id, job_id, visible_seq)
         return answer
+
+    async def _announce(self, space_id: str, job_id: str, visible_seq: int) -> None:
+        """Wake the live streams of the job (every instance); they also poll, so a lost wake-up only delays."""
+        try:
+            await self._seqs.announce(space_id, job_id, visible_seq)
+        except Exception as exc:
+            log.debug("could not announce log watermark of job %s: %s", job_id, exc)
 
     async def _give_up(
         self,
@@ -184,6 +192,13 @@ class LogService:
         return cleaned
 
     async def read(self, space_id: str, job_id: str, query: LogQuery) -> dict[str, Any]:
+        page, _ = await self.read_covering(space_id, job_id, query)
+        return page
+
+    async def read_covering(self, space_id: str, job_id: str, query: LogQuery) -> tuple[dict[str, Any], int]:
+        """A page as `read` answers it, and the seq up to which the page covers the job's log: every line at or
+        below it that matches ``query`` and comes after the page's start is in the page (the watermark the read
+        used, unless the page is full). What a stream following ``after`` moves its cursor to."""
         window = await self._seqs.read_window(space_id, job_id)
         if window.visible_seq == 0:
             # Nothing to show yet, so nothing to ask: the job's index may not even exist, or (created this instant
@@ -192,7 +207,7 @@ class LogService:
         else:
             page = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, window.abandoned, query)
         lines = page.lines
-        return {
+        answer = {
             "logs": lines,
             "cursor": {
                 "mode": query.mode,
@@ -201,3 +216,10 @@ class LogService:
                 "hasMore": page.has_more,
             },
         }
+        covered = int(lines[-1]["seq"]) if page.has_more and query.mode != "latest" else window.visible_seq
+        return answer, max(covered, query.seq if query.mode == "after" else 0)
+
+    async def seq_state(self, space_id: str, job_id: str) -> SeqState:
+        """The job's seq counters (see `LogSeqStore.seq_state`), its watermark moved over expired leases first."""
+        await self._seqs.read_window(space_id, job_id)
+        return await self._seqs.seq_state(space_id, job_id)

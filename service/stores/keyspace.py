@@ -65,6 +65,11 @@ class SpaceKeys:
         """Zset of ranges whose append failed or whose lease expired: never shown to readers."""
         return f"{self.prefix}:job:{job_id}:abandoned"
 
+    def log_live(self, job_id: str) -> str:
+        """Pub/sub channel: "the job's lines are visible up to <seq>", published after an append (a wake-up for
+        the live streams; at-most-once, never needed for correctness)."""
+        return f"{self.prefix}:job:{job_id}:live"
+
     @property
     def logs_to_clean(self) -> str:
         """Zset jobId → time (ms) of the job's latest abandoned log range: lines the janitor removes."""

@@ -8,6 +8,7 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
   ``…:logs:to-clean``            zset jobId → time of its latest abandoned range (the janitor's queue, per space)
+  ``…:job:<jobId>:live``         pub/sub channel: the watermark, published after an append advanced it
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
 past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it with
@@ -187,6 +188,19 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class SeqState:
+    """A consistent snapshot of a job's counters, for deciding that its log has ended."""
+
+    reserved_seq: int  # last seq handed out
+    visible_seq: int
+    in_flight: int  # ranges being written
+
+    @property
+    def settled(self) -> bool:
+        return self.in_flight == 0 and self.reserved_seq == self.visible_seq
+
+
+@dataclass(frozen=True, slots=True)
 class ReadWindow:
     visible_seq: int
     job_created_ms: int
@@ -279,6 +293,21 @@ class LogSeqStore:
         keys = SpaceKeys(space_id)
         catching_up = self._catch_up(keys=[keys.log_seq(job_id), keys.log_done(job_id)], args=[stored_seq])
         return int(await self._cache.writing(_window_keys(keys, job_id), catching_up))
+
+    async def announce(self, space_id: str, job_id: str, visible_seq: int) -> None:
+        """Publish the watermark on the job's live channel (a wake-up for streams; at-most-once)."""
+        await self._redis.publish(SpaceKeys(space_id).log_live(job_id), str(visible_seq))
+
+    async def seq_state(self, space_id: str, job_id: str) -> SeqState:
+        """Seq counter, watermark and ranges in flight, read in one transaction (one slot). Call `read_window`
+        first: it moves the watermark over expired leases."""
+        keys = SpaceKeys(space_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.get(keys.log_seq(job_id))
+            pipe.get(keys.log_visible(job_id))
+            pipe.zcard(keys.log_inflight(job_id))
+            reserved, visible, in_flight = await pipe.execute()
+        return SeqState(int(reserved or 0), int(visible or 0), int(in_flight))
 
     async def jobs_to_clean(self, space_id: str, abandoned_before_ms: int, limit: int) -> list[tuple[str, int]]:
         """Jobs whose latest abandoned range is older than ``abandoned_before_ms``, with that time."""
