@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -14,7 +15,7 @@ from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_b
 from service.observability import Metrics
 from service.settings import Settings
 from service.stores.es_logs import BulkFailed, LogPage, LogStore, SeqCollision
-from service.stores.redis_logseq import LogSeqStore, Reservation, SeqState
+from service.stores.redis_logseq import LogSeqStore, ReadWindow, Reservation, SeqState
 
 log = logging.getLogger(__name__)
 CLEANUP_JOBS_PER_PASS = 100
@@ -30,7 +31,8 @@ class LogService:
     async def append(
         self, space_id: str, job_id: str, body: bytes, content_type: str, idempotency_key: str | None
     ) -> bytes:
-        """Store the lines of one request; the answer JSON is returned only once every line is searchable."""
+        """Store the lines of one request; the answer JSON is returned once every line is durable (acknowledged).
+        Readers make them searchable when they look (`_visible_window`)."""
         raw_lines = parse_log_body(body, content_type, self._settings.max_log_lines)
         docs = build_docs(raw_lines, job_id, space_id, now_ms())
         idempotency_digest = hashlib.sha256(idempotency_key.encode()).hexdigest() if idempotency_key else None
@@ -61,7 +63,7 @@ class LogService:
             raise
         answer = ingest_answer(len(docs), reservation.first_seq, reservation.last_seq)
         try:
-            in_time, visible_seq = await self._seqs.finish(
+            in_time, durable_seq = await self._seqs.finish(
                 space_id, job_id, reservation, idempotency_digest, self._settings.idempotency_ttl_s, body_digest, answer
             )
         except Exception:
@@ -77,14 +79,14 @@ class LogService:
             await self._delete_quietly(job_id, reservation)
             raise Unavailable("Storing the log lines took longer than their lease; nothing was stored")
         self._metrics.log_lines_ingested.inc(len(docs))
-        self._metrics.watermark_lag.observe(max(0, reservation.last_seq - visible_seq))
-        await self._announce(space_id, job_id, visible_seq)
+        self._metrics.watermark_lag.observe(max(0, reservation.last_seq - durable_seq))
+        await self._announce(space_id, job_id, durable_seq)
         return answer
 
-    async def _announce(self, space_id: str, job_id: str, visible_seq: int) -> None:
+    async def _announce(self, space_id: str, job_id: str, durable_seq: int) -> None:
         """Wake the live streams of the job (every instance); they also poll, so a lost wake-up only delays."""
         try:
-            await self._seqs.announce(space_id, job_id, visible_seq)
+            await self._seqs.announce(space_id, job_id, durable_seq)
         except Exception as exc:
             log.debug("could not announce log watermark of job %s: %s", job_id, exc)
 
@@ -199,7 +201,7 @@ class LogService:
         """A page as `read` answers it, and the seq up to which the page covers the job's log: every line at or
         below it that matches ``query`` and comes after the page's start is in the page (the watermark the read
         used, unless the page is full). What a stream following ``after`` moves its cursor to."""
-        window = await self._seqs.read_window(space_id, job_id)
+        window = await self._visible_window(space_id, job_id)
         if window.visible_seq == 0:
             # Nothing to show yet, so nothing to ask: the job's index may not even exist, or (created this instant
             # by another writer's first bulk) have no started shard, which Elasticsearch answers with a 503.
@@ -220,6 +222,19 @@ class LogService:
         return answer, max(covered, query.seq if query.mode == "after" else 0)
 
     async def seq_state(self, space_id: str, job_id: str) -> SeqState:
-        """The job's seq counters (see `LogSeqStore.seq_state`), its watermark moved over expired leases first."""
-        await self._seqs.read_window(space_id, job_id)
+        """The job's seq counters (see `LogSeqStore.seq_state`), its watermarks moved over expired leases and
+        over what is durable first."""
+        await self._visible_window(space_id, job_id)
         return await self._seqs.seq_state(space_id, job_id)
+
+    async def _visible_window(self, space_id: str, job_id: str) -> ReadWindow:
+        """The read window, with every acknowledged line searchable: when the durability watermark is above the
+        visibility one, a refresh of the index that begins after reading it (shared with every reader and
+        clean-up of this process meanwhile) makes all of those lines searchable, and the visibility watermark
+        rises to it. So a read issued after an append's answer includes its lines, without the append waiting."""
+        window = await self._seqs.read_window(space_id, job_id)
+        if window.durable_seq <= window.visible_seq:
+            return window
+        await self._lines.make_searchable(window.job_created_ms)
+        visible_seq = await self._seqs.reveal(space_id, job_id, window.durable_seq)
+        return dataclasses.replace(window, visible_seq=visible_seq)

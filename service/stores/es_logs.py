@@ -84,9 +84,9 @@ class RefreshCoalescer:
     """Makes written lines searchable with explicit ``_refresh`` calls, at most one in flight per index: every
     caller that arrives while one runs waits for the next, which then serves all of them at once.
 
-    Why: waiting for the scheduled refresh (``refresh=wait_for``) costs each append up to a whole refresh interval,
-    while a refresh per append (``refresh=true``) costs Elasticsearch one small segment per request. Coalescing
-    gives each append one refresh's latency and bounds the refresh rate by how long a refresh takes."""
+    Why: a refresh per bulk (``refresh=true``) costs Elasticsearch one small segment per request, and waiting for
+    the scheduled one (``refresh=wait_for``) costs up to a whole interval. Readers that need newer lines ask for a
+    refresh; however many ask at once, an index is refreshed at most once at a time per process."""
 
     def __init__(self, es: AsyncElasticsearch) -> None:
         self._es = es
@@ -106,7 +106,9 @@ class RefreshCoalescer:
         try:
             while waiters := self._waiting.pop(index, []):
                 try:
-                    await self._es.options(request_timeout=max(0.5, timeout_s)).indices.refresh(index=index)
+                    await self._es.options(request_timeout=max(0.5, timeout_s)).indices.refresh(
+                        index=index, ignore_unavailable=True
+                    )
                 except Exception as exc:
                     for waiter in waiters:
                         if not waiter.done():
@@ -132,7 +134,8 @@ class LogStore:
     async def index_lines(
         self, job_id: str, job_created_ms: int, first_seq: int, docs: Sequence[dict[str, Any]], deadline: float
     ) -> None:
-        """Index ``docs`` as seqs ``first_seq…``, durable (in the translog) and searchable on return; retries
+        """Index ``docs`` as seqs ``first_seq…``, durable (in the translog) on return — searchable after the next
+        refresh (`make_searchable`); retries
         transient failures (of lines or of the whole request) until ``deadline`` (monotonic). Raises `BulkFailed`
         when that is not possible, and `SeqCollision` when some of these seqs already hold other lines."""
         index = index_for(self._settings.index_prefix, job_created_ms)
@@ -165,12 +168,12 @@ class LogStore:
             foreign = await self._not_ours(index, job_id, {seq: sent[seq]["id"] for seq in existing - created})
             if foreign:
                 raise SeqCollision(foreign, ours=frozenset(set(sent) - foreign))
-        # The bulk answered once the lines were durable; one shared refresh makes them searchable, so that the
-        # watermark (advanced next) never covers a line a reader could not find.
-        try:
-            await self._refreshes.refreshed(index, deadline - time.monotonic())
-        except REQUEST_FAILURES as exc:
-            raise BulkFailed(f"Elasticsearch could not make the lines searchable: {type(exc).__name__}") from exc
+
+    async def make_searchable(self, job_created_ms: int) -> None:
+        """Return once everything written to the job's index before this call is searchable: a refresh that began
+        after the call, shared with every caller meanwhile."""
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        await self._refreshes.refreshed(index, self._settings.es_request_timeout_s)
 
     async def _not_ours(self, index: str, job_id: str, line_ids: dict[int, str]) -> frozenset[int]:
         """Of these seqs (answered 409), those whose stored line is not the one this append sent."""
@@ -245,6 +248,7 @@ class LogStore:
         `BulkFailed` unless all of them are gone."""
         index = index_for(self._settings.index_prefix, job_created_ms)
         seq_range = {"gte": first_seq, "lte": last_seq}
+        await self.make_searchable(job_created_ms)  # whatever of the range reached the index, found by the search
         while True:
             response = await self._es.search(
                 index=index,
@@ -265,7 +269,8 @@ class LogStore:
                 return
 
     async def highest_seq(self, job_id: str, job_created_ms: int) -> int:
-        """The highest seq stored for the job (0 if none)."""
+        """The highest seq stored for the job (0 if none), acknowledged lines not yet searchable included."""
+        await self.make_searchable(job_created_ms)
         response = await self._es.search(
             index=index_for(self._settings.index_prefix, job_created_ms),
             routing=job_id,

@@ -50,8 +50,14 @@ class SpaceKeys:
         return f"{self.prefix}:job:{job_id}:seq"
 
     def log_visible(self, job_id: str) -> str:
-        """Visibility watermark: every seq <= it is searchable or abandoned."""
+        """Visibility watermark, what readers see: every seq <= it is searchable or abandoned."""
         return f"{self.prefix}:job:{job_id}:visible"
+
+    def log_durable(self, job_id: str) -> str:
+        """Durability watermark: every seq <= it is acknowledged (durable in Elasticsearch) or abandoned. A read
+        that finds it above ``log_visible`` refreshes the index and raises ``log_visible`` to it. Absent for a job
+        whose log predates it: ``log_visible`` stands for it then."""
+        return f"{self.prefix}:job:{job_id}:durable"
 
     def log_inflight(self, job_id: str) -> str:
         """Zset of reserved ranges ``first:last`` scored by lease expiry (ms)."""

@@ -5,15 +5,18 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:inflight``     zset ``first:last`` → lease expiry (ms): ranges being written
   ``…:job:<jobId>:done``         zset ``first:last`` → first: finished (or abandoned) ranges above the watermark
   ``…:job:<jobId>:visible``      the watermark: every seq <= it is searchable in Elasticsearch or abandoned
+  ``…:job:<jobId>:durable``      the durability watermark (see `SpaceKeys.log_durable`)
   ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
   ``…:logs:to-clean``            zset jobId → time of its latest abandoned range (the janitor's queue, per space)
   ``…:job:<jobId>:live``         pub/sub channel: the watermark, published after an append advanced it
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
-past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it with
-``refresh=wait_for`` and then mark it finished; the watermark advances only over a contiguous run of finished
-ranges. A range whose writer died is abandoned when its lease expires, so the watermark never stalls for long.
+past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it (durable,
+not yet searchable) and then mark it finished; the durability watermark advances only over a contiguous run of
+finished ranges. Readers see up to the visibility watermark, which a read raises to the durability watermark it
+read before a refresh of the index that began after (`LogService`), so every line they see is searchable. A
+range whose writer died is abandoned when its lease expires, so the watermarks never stall for long.
 Reads exclude abandoned ranges: whatever part of a failed append reached Elasticsearch (a bulk cut short, a slow
 writer finishing after its lease) is never shown, so a line is returned only if its append was acknowledged.
 A janitor removes those lines from the index once the range has been abandoned for a while, and only then
@@ -31,9 +34,10 @@ from service.domain.errors import JobNotFound, WrongState
 from service.stores.keyspace import SpaceKeys, text
 from service.stores.redis_cache import ReadCache
 
-# Shared by FINISH and WATERMARK: abandon expired leases, then move the watermark over contiguous done ranges.
-# Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] visible, KEYS[5] abandoned, KEYS[6] the space's logs-to-clean
-# zset; returns the new watermark.
+# Shared by FINISH and WATERMARK: abandon expired leases, then move the durability watermark over contiguous done
+# ranges. Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] durable, KEYS[5] abandoned, KEYS[6] the space's
+# logs-to-clean zset, KEYS[7] visible (what durable starts from for a log older than the durable key); returns
+# the new durability watermark.
 _ADVANCE = """
 local function bounds(range)
   return tonumber(string.match(range, '^(%d+):')), tonumber(string.match(range, ':(%d+)$'))
@@ -73,18 +77,18 @@ local function advance(job_id)
     redis.call('ZREM', KEYS[1], range)
     abandon(range, job_id)
   end
-  local visible = tonumber(redis.call('GET', KEYS[3]) or '0')
+  local durable = tonumber(redis.call('GET', KEYS[3]) or redis.call('GET', KEYS[7]) or '0')
   local moved = false
   while true do
     local lowest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-    if not lowest[1] or tonumber(lowest[2]) > visible + 1 then break end
+    if not lowest[1] or tonumber(lowest[2]) > durable + 1 then break end
     local _, last = bounds(lowest[1])
-    if last > visible then visible = last end
+    if last > durable then durable = last end
     redis.call('ZREM', KEYS[2], lowest[1])
     moved = true
   end
-  if moved then redis.call('SET', KEYS[3], visible) end
-  return visible
+  if moved then redis.call('SET', KEYS[3], durable) end
+  return durable
 end
 """
 
@@ -109,13 +113,13 @@ redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), first .. ':' .. last)
 return {1, first, last, created}
 """
 
-# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
-# KEYS[6] logs to clean
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] durable   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
+# KEYS[6] logs to clean   KEYS[7] visible
 # ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = the append failed)
 # ARGV[4] how long to keep the answer for the idempotency key (s); 0 when no key is in use
 # ARGV[5] 'show' = readers may show the range (the append succeeded, or its seqs hold older lines), else abandon
 # ARGV[6] job id
-# → {1, watermark} finished in time | {0, watermark} the lease had expired: the range was abandoned
+# → {1, durable} finished in time | {0, durable} the lease had expired: the range was abandoned
 FINISH_LUA = (
     _ADVANCE
     + """
@@ -157,18 +161,29 @@ if redis.call('ZCARD', KEYS[1]) == 0 then redis.call('ZREM', KEYS[2], ARGV[1]) e
 return 1
 """
 
-# KEYS[1] inflight   KEYS[2] done   KEYS[3] visible   KEYS[4] job hash   KEYS[5] abandoned   KEYS[6] logs to clean
-# ARGV[1] how many abandoned ranges to return at most   ARGV[2] job id
-# → {} no such job | {watermark, job createdAt, abandoned ranges (newest first), ranges still in flight}
+# KEYS[1] inflight   KEYS[2] done   KEYS[3] durable   KEYS[4] job hash   KEYS[5] abandoned   KEYS[6] logs to clean
+# KEYS[7] visible   ARGV[1] how many abandoned ranges to return at most   ARGV[2] job id
+# → {} no such job | {durable, job createdAt, abandoned ranges (newest first), ranges still in flight, visible}
 WATERMARK_LUA = (
     _ADVANCE
     + """
 local created = redis.call('HGET', KEYS[4], 'createdAt')
 if not created then return {} end
-local visible = advance(ARGV[2])
-return {visible, created, redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'REV'), redis.call('ZCARD', KEYS[1])}
+local durable = advance(ARGV[2])
+local abandoned = redis.call('ZRANGE', KEYS[5], 0, tonumber(ARGV[1]) - 1, 'REV')
+return {durable, created, abandoned, redis.call('ZCARD', KEYS[1]), tonumber(redis.call('GET', KEYS[7]) or '0')}
 """
 )
+
+# KEYS[1] visible   ARGV[1] a durability watermark read before a refresh that has since finished began: every
+# seq up to it is searchable now.   → the visibility watermark (it only grows)
+REVEAL_LUA = """
+local visible = tonumber(redis.call('GET', KEYS[1]) or '0')
+local searchable = tonumber(ARGV[1])
+if searchable <= visible then return visible end
+redis.call('SET', KEYS[1], searchable)
+return searchable
+"""
 
 
 # Reads filter out at most this many (the newest) abandoned ranges of a job; failures are rare, and older
@@ -202,7 +217,8 @@ class SeqState:
 
 @dataclass(frozen=True, slots=True)
 class ReadWindow:
-    visible_seq: int
+    visible_seq: int  # what readers may show
+    durable_seq: int  # what is acknowledged; above visible_seq until a refresh makes it searchable
     job_created_ms: int
     abandoned: tuple[tuple[int, int], ...]  # (first, last) seq ranges never to show
     writes_in_flight: bool  # while ranges are leased, time alone (a lease expiring) can move the watermark
@@ -220,6 +236,7 @@ class LogSeqStore:
         self._watermark = redis.register_script(WATERMARK_LUA)
         self._catch_up = redis.register_script(CATCH_UP_LUA)
         self._cleaned = redis.register_script(CLEANED_LUA)
+        self._reveal = redis.register_script(REVEAL_LUA)
 
     async def reserve(
         self,
@@ -263,7 +280,7 @@ class LogSeqStore:
     ) -> tuple[bool, int]:
         """Mark a range finished (``answer`` set) or failed. Readers show it (``show``, by default when there is an
         answer) or never will. Returns whether it was still held (False: its lease had expired and readers
-        abandoned it) and the watermark afterwards."""
+        abandoned it) and the durability watermark afterwards."""
         keys = SpaceKeys(space_id)
         kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
         shown = answer is not None if show is None else show
@@ -271,10 +288,11 @@ class LogSeqStore:
             keys=[
                 keys.log_inflight(job_id),
                 keys.log_done(job_id),
-                keys.log_visible(job_id),
+                keys.log_durable(job_id),
                 keys.idempotency(job_id, idempotency_digest or "-"),
                 keys.log_abandoned(job_id),
                 keys.logs_to_clean,
+                keys.log_visible(job_id),
             ],
             args=[
                 reservation.member,
@@ -294,9 +312,16 @@ class LogSeqStore:
         catching_up = self._catch_up(keys=[keys.log_seq(job_id), keys.log_done(job_id)], args=[stored_seq])
         return int(await self._cache.writing(_window_keys(keys, job_id), catching_up))
 
-    async def announce(self, space_id: str, job_id: str, visible_seq: int) -> None:
-        """Publish the watermark on the job's live channel (a wake-up for streams; at-most-once)."""
-        await self._redis.publish(SpaceKeys(space_id).log_live(job_id), str(visible_seq))
+    async def reveal(self, space_id: str, job_id: str, searchable_seq: int) -> int:
+        """Every seq up to ``searchable_seq`` is searchable now (a durability watermark read before a refresh
+        that since finished began): raise the visibility watermark to it. Returns the visibility watermark."""
+        keys = SpaceKeys(space_id)
+        revealing = self._reveal(keys=[keys.log_visible(job_id)], args=[searchable_seq])
+        return int(await self._cache.writing(_window_keys(keys, job_id), revealing))
+
+    async def announce(self, space_id: str, job_id: str, durable_seq: int) -> None:
+        """Publish the durability watermark on the job's live channel (a wake-up for streams; at-most-once)."""
+        await self._redis.publish(SpaceKeys(space_id).log_live(job_id), str(durable_seq))
 
     async def seq_state(self, space_id: str, job_id: str) -> SeqState:
         """Seq counter, watermark and ranges in flight, read in one transaction (one slot). Call `read_window`
@@ -341,22 +366,28 @@ class LogSeqStore:
         window_keys = _window_keys(keys, job_id)
 
         async def load() -> ReadWindow:
-            inflight, done, visible, abandoned = window_keys
+            inflight, done, visible, abandoned, durable = window_keys
             reply = await self._watermark(
-                keys=[inflight, done, visible, keys.job(job_id), abandoned, keys.logs_to_clean],
+                keys=[inflight, done, durable, keys.job(job_id), abandoned, keys.logs_to_clean, visible],
                 args=[MAX_ABANDONED_RANGES, job_id],
             )
             if not reply:
                 raise JobNotFound()
             ranges = tuple(_range(text(member)) for member in reply[2])
-            return ReadWindow(int(reply[0]), int(reply[1]), ranges, writes_in_flight=int(reply[3]) > 0)
+            return ReadWindow(int(reply[4]), int(reply[0]), int(reply[1]), ranges, writes_in_flight=int(reply[3]) > 0)
 
         # The job hash is not a dependency: only its createdAt (immutable) is read.
         return await self._cache.read(window_keys[2], window_keys, load, keep=_quiet)
 
 
-def _window_keys(keys: SpaceKeys, job_id: str) -> tuple[str, str, str, str]:
-    return keys.log_inflight(job_id), keys.log_done(job_id), keys.log_visible(job_id), keys.log_abandoned(job_id)
+def _window_keys(keys: SpaceKeys, job_id: str) -> tuple[str, str, str, str, str]:
+    return (
+        keys.log_inflight(job_id),
+        keys.log_done(job_id),
+        keys.log_visible(job_id),
+        keys.log_abandoned(job_id),
+        keys.log_durable(job_id),
+    )
 
 
 def _quiet(window: ReadWindow) -> bool:
