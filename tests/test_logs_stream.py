@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -348,3 +350,36 @@ async def test_a_stream_open_for_its_longest_ends_with_reconnect_and_resumes_exa
     await append(client, job["id"], admin, lines_of(["info"] * 2))
     async with opened(client, job["id"], {**admin, "Last-Event-ID": "4"}) as resumed:
         assert await resumed.lines_until(2) == [5, 6]
+
+
+async def test_a_client_that_reads_nothing_is_closed_and_resumes_exactly(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    client = await make_client(stream_queue_batches=1, stream_stuck_timeout_s=0.5, **FAST)
+    job = await create_job(client, tenant, admin)
+    hub = client.app[LIVE_HUB]
+    # A tiny receive buffer, and a client that reads nothing: the service's writes stall once the socket is full.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    assert client.port is not None
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", client.port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        f"GET {stream_path(job['id'])}?after=0 HTTP/1.1\r\nHost: h\r\nx-api-key: {admin['x-api-key']}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    await eventually(lambda: hub.stream_count == 1, "the stream to open")
+    payload = "y" * 1500
+    appended = 0
+    while hub.stream_count == 1:  # enough lines to fill every buffer on the way; the service closes the stream
+        assert appended < 30_000, "the stream of a client that reads nothing was never closed"
+        await append(client, job["id"], admin, [{"message": payload}] * 500)
+        appended += 500
+    received = await asyncio.wait_for(reader.read(), 30)  # what reached the client, then the end of the connection
+    writer.close()
+    # each write is one whole event (so one chunk of the chunked body): its id follows its event line
+    ids = [int(found) for found in re.findall(rb"event: logs\nid: (\d+)\n", received)]
+    assert ids == sorted(set(ids)) and ids[-1] < appended  # an in-order prefix: the client fell behind
+    async with opened(client, job["id"], {**admin, "Last-Event-ID": str(ids[-1])}) as resumed:
+        assert await resumed.lines_until(appended - ids[-1]) == list(range(ids[-1] + 1, appended + 1))
