@@ -7,13 +7,16 @@ flips each round), the same requests in the same order on both sides, after an u
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import multiprocessing
+import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import aiohttp
@@ -407,6 +410,307 @@ async def _freshness(plan: FreshnessPlan) -> FreshnessResult:
 
 def run_freshness(plan: FreshnessPlan) -> FreshnessResult:
     return asyncio.run(_freshness(plan))
+
+
+# --------------------------------------------------------------------------- live streams (P6 stream, P7)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPlan:
+    """Streams (``GET …/logs/stream``) follow ``jobs`` while writers append to them, in phases.
+
+    Phase ``i`` first brings every job to ``phases[i]`` streams (the streams of earlier phases stay open; a new one
+    starts from the seq its job's first stream last saw), lets them settle, then writes for ``phase_s``: writer
+    posts go round-robin over the jobs (one shared counter), each writer starting a post at most every
+    ``post_interval_s``. Every (stream, batch of this phase) pair is timed from the POST's start to the moment the
+    stream's chunk holding it arrived; the phase ends once every pair was seen or ``drain_s`` after the writing.
+    """
+
+    base_url: str
+    headers: Headers
+    jobs: tuple[str, ...]
+    phases: tuple[int, ...]  # streams per job in each phase, cumulative
+    writers: int
+    lines_per_post: int
+    post_interval_s: float  # per writer; 0: back to back
+    phase_s: float
+    drain_s: float
+    settle_s: float  # after the phase's streams are open, before its writing starts
+    open_concurrency: int  # streams being opened at once
+    open_timeout_s: float  # per phase
+    max_posts: int  # per writer and phase
+    es_url: str = ""  # when set: Elasticsearch's search query_total is read around each phase's writing
+    service_pid: int = 0  # when set: its RSS is sampled every 100 ms (idle before the streams, then per phase)
+    es_index: str = ""  # when set (with es_url): that index's own search query_total too, a cross-check
+    prime: bool = False  # one untimed batch per job first, so that every job has lines before phase 0
+
+
+@dataclass(slots=True)
+class StreamPhaseResult:
+    streams: int  # open during the writing
+    open_s: float  # opening this phase's new streams
+    seen_ms: list[float] = field(default_factory=list)  # POST start → seen, one per (stream, batch)
+    post_ms: list[float] = field(default_factory=list)
+    posts: int = 0
+    unseen: int = 0  # (stream, batch) pairs of this phase never seen
+    write_s: float = 0.0  # from the first post's start to the last post's answer
+    es_queries: int = -1  # search query_total delta over the writing (-1: not read)
+    es_s: float = 0.0  # the interval the delta covers
+    es_index_queries: int = -1  # the same for `StreamPlan.es_index` only
+    rss_mib: list[float] = field(default_factory=list)  # during the writing
+    errors: int = 0
+
+
+@dataclass(slots=True)
+class StreamResult:
+    idle_rss_mib: list[float] = field(default_factory=list)  # before any stream
+    phases: list[StreamPhaseResult] = field(default_factory=list)
+    events: dict[str, int] = field(default_factory=dict)  # by kind, "ping" for comments
+    errors: int = 0  # streams refused or broken
+
+
+def _statm_mib(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/statm").read_text().split()
+    return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+async def _es_query_total(session: aiohttp.ClientSession, es_url: str, index: str) -> tuple[int, int]:
+    """The cluster's search query count (query phases, summed over nodes), and ``index``'s own (0 without one)."""
+    url = f"{es_url}/_nodes/stats/indices/search?filter_path=nodes.*.indices.search.query_total"
+    async with session.get(url) as response:
+        answer: dict[str, Any] = orjson.loads(await response.read())
+    total = sum(int(node["indices"]["search"]["query_total"]) for node in answer["nodes"].values())
+    if not index:
+        return total, 0
+    async with session.get(f"{es_url}/{index}/_stats/search?filter_path=_all.total.search.query_total") as response:
+        own: dict[str, Any] = orjson.loads(await response.read())
+    return total, int(own["_all"]["total"]["search"]["query_total"])
+
+
+@dataclass(eq=False, slots=True)
+class _Follower:
+    """One stream being read: SSE parsed line by line; first sight of each batch of the current phase timed."""
+
+    job: int
+    ready: asyncio.Event = field(default_factory=asyncio.Event)  # headers in (or refused)
+    last_id: int = 0
+    seen: set[tuple[int, int, int]] = field(default_factory=set)
+    ok: bool = False
+
+
+class _StreamRun:
+    def __init__(self, plan: StreamPlan) -> None:
+        self.plan = plan
+        self.result = StreamResult()
+        self.phase = -1
+        self.started: dict[tuple[int, int, int], tuple[float, int]] = {}  # (phase, writer, batch) → (t, job)
+        self.followers: list[_Follower] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        self.events: collections.Counter[str] = collections.Counter()
+        self.seen_count = 0  # (stream, batch) pairs of the current phase seen
+        self.expected = -1  # how many there are, once the phase's writing is over
+        self.all_seen = asyncio.Event()
+
+    def _stream_url(self, job: int, after: int) -> str:
+        return f"{self.plan.base_url}/api/v1/jobs/{self.plan.jobs[job]}/logs/stream?after={after}"
+
+    async def _follow(self, session: aiohttp.ClientSession, follower: _Follower, after: int) -> None:
+        try:
+            async with session.get(self._stream_url(follower.job, after), headers=list(self.plan.headers)) as response:
+                follower.ok = response.status == 200
+                follower.ready.set()
+                if not follower.ok:
+                    self.result.errors += 1
+                    return
+                kind, data, pending = "message", b"", b""
+                async for chunk in response.content.iter_any():
+                    now = time.perf_counter()
+                    lines = (pending + chunk).split(b"\n")
+                    pending = lines.pop()
+                    for line in lines:
+                        if line:
+                            name, _, value = line.partition(b":")
+                            value = value.removeprefix(b" ")
+                            if name == b"data":
+                                data += value
+                            elif name == b"event":
+                                kind = value.decode()
+                            elif name == b"id":
+                                follower.last_id = int(value)
+                            elif name == b"":
+                                self.events["ping"] += 1
+                            continue
+                        if data:  # a blank line ends an event
+                            self.events[kind] += 1
+                            if kind == "logs":
+                                current = self.result.phases[self.phase] if self.phase >= 0 else None
+                                self._saw(follower, orjson.loads(data)["logs"], now, current)
+                        kind, data = "message", b""
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            self.result.errors += 1
+        finally:
+            follower.ready.set()
+
+    def _saw(
+        self, follower: _Follower, lines: list[dict[str, Any]], now: float, current: StreamPhaseResult | None
+    ) -> None:
+        for line in lines:
+            meta = line.get("metadata") or {}
+            key = (int(meta.get("p", -1)), int(meta.get("w", -1)), int(meta.get("b", -1)))
+            if key[0] == self.phase and key not in follower.seen and key in self.started and current is not None:
+                follower.seen.add(key)
+                self.seen_count += 1
+                if self.seen_count == self.expected:
+                    self.all_seen.set()
+                current.seen_ms.append((now - self.started[key][0]) * 1000.0)
+
+    async def _open(self, session: aiohttp.ClientSession, per_job: int) -> float:
+        """Bring every job to ``per_job`` streams, ``open_concurrency`` at a time; seconds taken."""
+        plan = self.plan
+        first_of: dict[int, _Follower] = {}
+        for follower in self.followers:
+            first_of.setdefault(follower.job, follower)
+        have = collections.Counter(follower.job for follower in self.followers)
+        wanted = [job for job in range(len(plan.jobs)) for _ in range(per_job - have[job])]
+        gate = asyncio.Semaphore(plan.open_concurrency)
+        started = time.perf_counter()
+
+        async def open_one(job: int) -> None:
+            async with gate:
+                first = first_of.get(job)
+                follower = _Follower(job)
+                self.followers.append(follower)
+                self.tasks.append(asyncio.create_task(self._follow(session, follower, first.last_id if first else 0)))
+                await follower.ready.wait()
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(plan.open_timeout_s):
+                await asyncio.gather(*(open_one(job) for job in wanted))
+        return time.perf_counter() - started
+
+    async def _write(self, session: aiohttp.ClientSession, current: StreamPhaseResult) -> None:
+        plan = self.plan
+        json_headers = [*plan.headers, ("Content-Type", "application/json")]
+        counter = iter(range(plan.writers * plan.max_posts))
+        stop = time.perf_counter() + plan.phase_s
+
+        async def writer(number: int) -> None:
+            for batch in range(plan.max_posts):
+                sent = time.perf_counter()
+                if sent >= stop:
+                    return
+                job = next(counter) % len(plan.jobs)
+                key = (self.phase, number, batch)
+                logs = [
+                    {"message": f"live line {i} of batch {batch} from writer {number}", "metadata": {"p": key[0], "w": number, "b": batch}}  # noqa: E501
+                    for i in range(plan.lines_per_post)
+                ]  # fmt: skip
+                self.started[key] = (sent, job)
+                url = f"{plan.base_url}/api/v1/jobs/{plan.jobs[job]}/logs"
+                try:
+                    async with session.post(url, headers=json_headers, data=orjson.dumps({"logs": logs})) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except (aiohttp.ClientError, TimeoutError):
+                    ok = False
+                current.post_ms.append((time.perf_counter() - sent) * 1000.0)
+                current.posts += 1
+                if not ok:
+                    current.errors += 1
+                    del self.started[key]
+                pause = sent + plan.post_interval_s - time.perf_counter()
+                if pause > 0:
+                    await asyncio.sleep(pause)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(writer(number) for number in range(plan.writers)))
+        current.write_s = time.perf_counter() - started
+
+    def _expected(self) -> int:
+        streams = collections.Counter(f.job for f in self.followers if f.ok)
+        return sum(streams[job] for (phase, _, _), (_, job) in self.started.items() if phase == self.phase)
+
+    async def _prime(self, session: aiohttp.ClientSession) -> None:
+        headers = [*self.plan.headers, ("Content-Type", "application/json")]
+        body = orjson.dumps({"logs": [{"message": f"primer {i}"} for i in range(self.plan.lines_per_post)]})
+        gate = asyncio.Semaphore(self.plan.writers or 1)
+
+        async def post(job: str) -> None:
+            async with (
+                gate,
+                session.post(f"{self.plan.base_url}/api/v1/jobs/{job}/logs", headers=headers, data=body) as r,
+            ):
+                await r.read()
+                self.result.errors += r.status != 200
+
+        await asyncio.gather(*(post(job) for job in self.plan.jobs))
+
+    async def _sample_rss(self, into: list[float]) -> None:
+        while True:
+            into.append(_statm_mib(self.plan.service_pid))
+            await asyncio.sleep(0.1)
+
+    async def run(self) -> StreamResult:
+        plan = self.plan
+        streams = max(plan.phases, default=0) * len(plan.jobs)
+        connector = aiohttp.TCPConnector(limit=streams + 16, limit_per_host=streams + 16)
+        timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_connect=30)
+        async with (
+            aiohttp.ClientSession(connector=connector, timeout=timeout) as readers,
+            _session(plan.writers + 2) as writers,
+        ):
+            if plan.service_pid:
+                for _ in range(5):
+                    self.result.idle_rss_mib.append(_statm_mib(plan.service_pid))
+                    await asyncio.sleep(0.1)
+            if plan.prime:
+                await self._prime(writers)
+            try:
+                for number, per_job in enumerate(plan.phases):
+                    await self._phase(readers, writers, number, per_job)
+            finally:
+                for task in self.tasks:
+                    task.cancel()
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.result.events = dict(self.events)
+        return self.result
+
+    async def _phase(
+        self, readers: aiohttp.ClientSession, writers: aiohttp.ClientSession, number: int, per_job: int
+    ) -> None:
+        plan = self.plan
+        open_s = await self._open(readers, per_job)
+        await asyncio.sleep(plan.settle_s)  # every new stream's first read (its catch-up) is done
+        current = StreamPhaseResult(sum(f.ok for f in self.followers), open_s)
+        self.result.phases.append(current)
+        sampler = asyncio.create_task(self._sample_rss(current.rss_mib)) if plan.service_pid else None
+        before = await _es_query_total(writers, plan.es_url, plan.es_index) if plan.es_url else (0, 0)
+        es_started = time.perf_counter()
+        self.seen_count, self.expected = 0, -1
+        self.all_seen.clear()
+        self.phase = number
+        try:
+            await self._write(writers, current)
+            if plan.es_url:
+                after = await _es_query_total(writers, plan.es_url, plan.es_index)
+                current.es_queries, current.es_index_queries = after[0] - before[0], after[1] - before[1]
+                current.es_s = time.perf_counter() - es_started
+            self.expected = self._expected()
+            if self.seen_count >= self.expected:
+                self.all_seen.set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(plan.drain_s):
+                    await self.all_seen.wait()
+            current.unseen = self.expected - self.seen_count
+        finally:
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
+
+
+def run_streams(plan: StreamPlan) -> StreamResult:
+    return asyncio.run(_StreamRun(plan).run())
 
 
 # --------------------------------------------------------------------------- the process

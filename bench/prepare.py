@@ -35,12 +35,16 @@ SERVICE_ENV = {
     "JOBLENS_INDEX_PREFIX": PREFIX,
     "JOBLENS_BACKGROUND_TASKS": "false",
     "JOBLENS_RATE_LIMIT_PER_S": "1000000",
+    # P7 opens up to 1,000 streams with one API key: the per-process and per-key caps sit above that
+    "JOBLENS_STREAMS_MAX": "2000",
+    "JOBLENS_STREAMS_PER_KEY_MAX": "2000",
 }
 P1_WRITERS = 4
 P1_LINES = 500
 P1_BODIES = 8  # distinct batches, cycled by every writer
 TAIL_LIMIT = 200
 RECORD_CONCURRENCY = 8
+FANOUT_JOBS = 100  # P7
 JOB_PAYLOAD = {"source": "s3://uploads/2025/02/24/IMG_4031.HEIC", "sizes": [320, 640, 1280], "format": "webp"}
 
 
@@ -50,7 +54,9 @@ class RunJobs:
     writers: tuple[str, ...]  # P1: one job per writer
     capture: str  # the P1 batches recorded through the capture instance go here
     meta: str  # P4: a running job with events, progress and a callback
-    fresh: str  # P6
+    fresh: str  # P6, the polling tailer
+    fresh_stream: str  # P6, the live stream
+    fanout: tuple[str, ...]  # P7
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,9 +150,14 @@ def _started(exits: contextlib.AsyncExitStack, proc: Proc) -> Proc:
     return proc
 
 
+def scratch_index() -> str:
+    """Where the jobs of this run keep their lines: this month's index."""
+    return f"{PREFIX}-{time.strftime('%Y.%m', time.gmtime())}"
+
+
 async def _drop_scratch_index(es: Es, data: Dataset, other: Dataset | None) -> None:
     """The write benchmarks go to this month's index: start it empty (never a dataset's index)."""
-    scratch = f"{PREFIX}-{time.strftime('%Y.%m', time.gmtime())}"
+    scratch = scratch_index()
     if scratch not in set(data.indices) | set(other.indices if other else ()):
         await es.delete_index(scratch)
 
@@ -159,10 +170,11 @@ async def _template(api: Api, redis: Redis, space: SeededSpace) -> seed.JobTempl
 
 async def _run_jobs(api: Api, space: SeededSpace) -> RunJobs:
     plain = {"name": "bench-ingest", "payload": {"run": int(time.time())}}
-    created = await api.create_jobs(space.space_id, [plain] * (P1_WRITERS + 2))
+    created = await api.create_jobs(space.space_id, [plain] * (P1_WRITERS + 3 + FANOUT_JOBS))
     ids = [job["id"] for job in created]
     meta = await _meta_job(api, space)
-    return RunJobs(space, tuple(ids[:P1_WRITERS]), ids[P1_WRITERS], meta, ids[P1_WRITERS + 1])
+    capture, fresh, fresh_stream, *fanout = ids[P1_WRITERS:]
+    return RunJobs(space, tuple(ids[:P1_WRITERS]), capture, meta, fresh, fresh_stream, tuple(fanout))
 
 
 async def _meta_job(api: Api, space: SeededSpace) -> str:

@@ -26,6 +26,8 @@ class Profile:
     p4_round_s: float  # per side, endpoint and round
     p5_samples: int  # per space
     p6_duration_s: float
+    p7_streams_per_job: int  # over 100 jobs; compared with 1 per job
+    p7_phase_s: float  # writing per phase (1 stream per job, then p7_streams_per_job)
 
 
 FULL = Profile(
@@ -46,11 +48,13 @@ FULL = Profile(
     p4_round_s=4.0,
     p5_samples=2000,
     p6_duration_s=20.0,
+    p7_streams_per_job=10,
+    p7_phase_s=10.0,
 )
 
 QUICK = Profile(
     name="quick",
-    budget_s=52.0,  # leaves room for make and the stack check inside one minute
+    budget_s=80.0,  # leaves room for make and the stack check inside two minutes
     log_jobs=200,
     log_lines=100_000,
     list_sizes=(1_000, 20_000),
@@ -66,6 +70,8 @@ QUICK = Profile(
     p4_round_s=1.0,
     p5_samples=150,
     p6_duration_s=3.0,
+    p7_streams_per_job=10,  # 1,000 streams as in full; only the phases are shorter
+    p7_phase_s=4.0,
 )
 
 PROFILES = {profile.name: profile for profile in (FULL, QUICK)}

@@ -1,4 +1,4 @@
-"""``python -m bench.run [--quick]``: prepare, run P1-P6 and M, print one table, write the JSON.
+"""``python -m bench.run [--quick] [--only P6,P7]``: prepare, run P1-P7 and M, print one table, write the JSON.
 
 Needs JOBLENS_REDIS_URL and JOBLENS_ELASTICSEARCH_URL (``make bench`` / ``make bench-quick`` bring the local
 stack up and export them). Exit status 1 when a scenario failed, was skipped for time, or saw request errors.
@@ -21,11 +21,13 @@ from bench.report import Row, machine, table, write_json
 from bench.scenarios import SCENARIOS
 
 
-async def run_scenarios(ctx: Ctx) -> tuple[list[Row], dict[str, Any], bool]:
+async def run_scenarios(ctx: Ctx, only: frozenset[str] = frozenset()) -> tuple[list[Row], dict[str, Any], bool]:
     rows: list[Row] = []
     details: dict[str, Any] = {}
     healthy = True
     for scenario in SCENARIOS:
+        if only and scenario.id not in only:
+            continue
         needed = scenario.estimate_s(ctx)
         if needed > ctx.remaining():
             ctx.notes.append(f"{scenario.id} skipped: needs ~{needed:.0f} s, {ctx.remaining():.0f} s left")
@@ -76,12 +78,12 @@ def summary(ctx: Ctx, details: dict[str, Any], wall_s: float) -> dict[str, Any]:
     }
 
 
-async def main_async(profile: Profile) -> int:
+async def main_async(profile: Profile, only: frozenset[str] = frozenset()) -> int:
     started = time.monotonic()
     async with contextlib.AsyncExitStack() as exits:
         ctx = await prepare(profile, exits)
         log(f"ready after {time.monotonic() - started:.1f} s; {ctx.remaining():.0f} s of budget left")
-        rows, details, healthy = await run_scenarios(ctx)
+        rows, details, healthy = await run_scenarios(ctx, only)
     wall_s = time.monotonic() - started
     document = summary(ctx, details, wall_s)
     for path in results_paths(profile):
@@ -114,10 +116,12 @@ def print_report(ctx: Ctx, rows: list[Row], wall_s: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small data, < 60 s with the stack up")
+    parser.add_argument("--only", default="", help="comma-separated scenario ids (P1…P7) to run; all by default")
     args = parser.parse_args()
+    only = frozenset(part.strip().upper() for part in args.only.split(",") if part.strip())
     if shutil.which("wrk") is None:
         log("wrk not found; installing Debian's package (falls back to the Python client if that fails)")
-    sys.exit(asyncio.run(main_async(QUICK if args.quick else FULL)))
+    sys.exit(asyncio.run(main_async(QUICK if args.quick else FULL, only)))
 
 
 if __name__ == "__main__":
