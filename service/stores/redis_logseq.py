@@ -9,7 +9,7 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
   ``…:logs:to-clean``            zset jobId → time of its latest abandoned range (the janitor's queue, per space)
-  ``…:job:<jobId>:live``         pub/sub channel: the watermark, published after an append advanced it
+  ``…:job:<jobId>:live``         pub/sub channel: the durability watermark, published after an append advanced it
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
 past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it (durable,
