@@ -8,7 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from ulid import ULID
 
-from service.domain.clock import MAX_MS, MIN_MS, is_ulid, iso_from_ms, ms_from_iso, new_id, now_ms, ulid_of
+from service.domain.clock import (
+    MAX_MS,
+    MIN_MS,
+    is_ulid,
+    iso_from_ms,
+    ms_from_iso,
+    new_id,
+    new_ids,
+    now_ms,
+    ulid_of,
+    ulids_of,
+)
 
 
 def test_ulid_of_matches_the_spec_example() -> None:
@@ -71,3 +82,16 @@ def test_wire_times_round_trip_in_every_millisecond_position() -> None:
     texts = {ms: (epoch + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds")[:-6] + "Z" for ms in sweep}
     assert [text for ms, text in texts.items() if ms_from_iso(text) != ms] == []
     assert [text for text in texts.values() if iso_from_ms(ms_from_iso(text)) != text] == []
+
+
+@pytest.mark.parametrize("randomness", [0, (1 << 30) - 3, (1 << 60) - 2, (1 << 80) - 6])
+def test_ids_made_together_equal_those_made_one_by_one(randomness: int) -> None:
+    # across carries into the shared prefix (2**30, 2**60) and up to the last randomness
+    assert ulids_of(1469918176385, randomness, 6) == [ulid_of(1469918176385, randomness + i) for i in range(6)]
+
+
+def test_new_ids_count_up_after_new_id_and_before_the_next() -> None:
+    ids = [new_id(), *new_ids(500), new_id()]
+    assert len(set(ids)) == 502
+    assert ids == sorted(ids)  # within a millisecond they count up; across milliseconds time sorts them
+    assert all(is_ulid(text) for text in ids)

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import orjson
 from multidict import MultiDict
 
-from service.domain.clock import iso_from_ms, ms_from_iso, new_id
+from service.domain.clock import iso_from_ms, ms_from_iso, new_ids
 from service.domain.errors import InvalidParam, TooLarge
 from service.domain.validation import encode_json, parse_json, query_int, single_query_values
 
@@ -126,10 +126,11 @@ def parse_log_body(body: bytes, content_type: str, max_lines: int) -> list[Any]:
 def build_docs(lines: list[Any], job_id: str, space_id: str, received_ms: int) -> list[dict[str, Any]]:
     """Validate every line (nothing is stored if one is bad) and build the Elasticsearch documents."""
     received = iso_from_ms(received_ms)
-    return [_doc(line, index, job_id, space_id, received) for index, line in enumerate(lines)]
+    ids = new_ids(len(lines))
+    return [_doc(line, index, ids[index], job_id, space_id, received) for index, line in enumerate(lines)]
 
 
-def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> dict[str, Any]:
+def _doc(line: Any, index: int, line_id: str, job_id: str, space_id: str, received: str) -> dict[str, Any]:
     where = f"logs[{index}]"
     if not isinstance(line, dict):
         raise InvalidParam(f"{where} must be an object with a message")
@@ -159,7 +160,7 @@ def _doc(line: Any, index: int, job_id: str, space_id: str, received: str) -> di
         except (ValueError, TypeError, OverflowError, OSError):
             raise InvalidParam(f"{where}.loggedAt must be an ISO-8601 time with a zone in years 0001-9999") from None
     return {
-        "id": new_id(),
+        "id": line_id,
         "job_id": job_id,
         "space_id": space_id,
         "level": level.lower(),
