@@ -114,6 +114,8 @@ async def test_metadata_as_deep_as_a_read_can_show_is_stored_and_read_back(
         ([{"message": "ok"}, {"level": "info"}], "logs[1].message is required: a string of at most 32768 bytes"),
         ([{"message": "ok"}, {"message": 5}], "logs[1].message is required: a string of at most 32768 bytes"),
         ([{"message": "x" * 32769}], "logs[0].message is required: a string of at most 32768 bytes"),
+        # counted in UTF-8 bytes: 10,923 three-byte characters are 32,769 bytes
+        ([{"message": "€" * 10_923}], "logs[0].message is required: a string of at most 32768 bytes"),
         ([{"message": "ok", "level": "loud"}], "logs[0].level must be one of trace, debug, info, warn, error, fatal"),
         ([{"message": "ok", "source": 3}], "logs[0].source must be a string of at most 256 characters"),
         ([{"message": "ok", "metadata": [1]}], "logs[0].metadata must be an object"),
@@ -243,3 +245,10 @@ async def test_appends_are_searchable_on_answer_without_waiting_for_the_schedule
         assert seqs(first) + seqs(second) == acknowledged
     solo = await append(clients[1], job_id, admin, [{"message": "one more"}])
     assert seqs(await page(clients[0], job_id, admin, after=1000)) == [solo["lastSeq"]] == [1001]
+
+
+async def test_a_message_of_exactly_the_byte_limit_is_accepted(
+    client: TestClient[Any, Any], admin: dict[str, str], job_id: str
+) -> None:
+    message = "€" * 10_922 + "xx"  # 32,768 bytes in UTF-8
+    assert (await append(client, job_id, admin, [{"message": message}]))["accepted"] == 1

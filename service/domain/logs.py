@@ -130,15 +130,22 @@ def build_docs(lines: list[Any], job_id: str, space_id: str, received_ms: int) -
     return [_doc(line, index, ids[index], job_id, space_id, received) for index, line in enumerate(lines)]
 
 
+def _utf8_bytes_over(text: str, limit: int) -> bool:
+    # A character takes 1 to 4 bytes: most messages are decided without encoding them.
+    if len(text) * 4 <= limit:
+        return False
+    return len(text) > limit or len(text.encode()) > limit
+
+
 def _doc(line: Any, index: int, line_id: str, job_id: str, space_id: str, received: str) -> dict[str, Any]:
     where = f"logs[{index}]"
     if not isinstance(line, dict):
         raise InvalidParam(f"{where} must be an object with a message")
-    unknown = sorted(set(line) - LINE_FIELDS)
-    if unknown:
-        raise InvalidParam(f"{where}.{unknown[0]} is not a log line field; allowed: {', '.join(sorted(LINE_FIELDS))}")
+    if not LINE_FIELDS.issuperset(line):
+        unknown = sorted(set(line) - LINE_FIELDS)[0]
+        raise InvalidParam(f"{where}.{unknown} is not a log line field; allowed: {', '.join(sorted(LINE_FIELDS))}")
     message = line.get("message")
-    if not isinstance(message, str) or len(message.encode()) > MAX_MESSAGE_BYTES:
+    if not isinstance(message, str) or _utf8_bytes_over(message, MAX_MESSAGE_BYTES):
         raise InvalidParam(f"{where}.message is required: a string of at most {MAX_MESSAGE_BYTES} bytes")
     level = line.get("level", "info")
     if not isinstance(level, str) or level.lower() not in LEVELS:
