@@ -41,6 +41,9 @@ WRITE = frozenset(
 SHORTHANDS = {"jobs:worker": WRITE | {"jobs:read", "jobs:poll"}, "jobs:write": WRITE}
 
 
+JSON = "application/json"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     method: str
@@ -61,6 +64,7 @@ ENDPOINTS = {
         "POST", "/api/v1/jobs/{job}/progress", ("jobs:progress",), 200, {"percent": 50, "message": "half"}
     ),
     "GET /jobs/:id/logs": Endpoint("GET", "/api/v1/jobs/{job}/logs", ("jobs:read",), 200),
+    "GET /jobs/:id/logs/stream": Endpoint("GET", "/api/v1/jobs/{job}/logs/stream", ("jobs:read",), 200),
     "POST /jobs/:id/logs": Endpoint(
         "POST", "/api/v1/jobs/{job}/logs", ("jobs:log",), 200, {"logs": [{"message": "x"}]}
     ),
@@ -118,7 +122,7 @@ async def statuses(client: TestClient[Any, Any], tenant: Tenant, admin: dict[str
 async def test_each_scope_is_admitted_or_refused_as_the_contract_says(
     make_client: AppFactory, tenant: Tenant, admin: dict[str, str], endpoint: Endpoint
 ) -> None:
-    client = await make_client()
+    client = await make_client(stream_max_duration_s=0.05)  # a stream's answer ends (with `reconnect`) at once
     all_but_accepted = tuple(scope for scope in SINGLE_SCOPES if scope not in endpoint.accepted)
     grants = [(scope,) for scope in (*SINGLE_SCOPES, *SHORTHANDS)] + [all_but_accepted]
     jobs = await jobs_in(client, tenant, admin, endpoint.state, len(grants))
@@ -129,7 +133,8 @@ async def test_each_scope_is_admitted_or_refused_as_the_contract_says(
         headers = await tenant.key(*granted)
         path = endpoint.path.format(space=tenant.space_id, job=job["id"])
         response = await client.request(endpoint.method, path, json=endpoint.json, headers=headers)
-        answers[",".join(granted)] = (response.status, orjson.loads(await response.read()))
+        raw = await response.read()
+        answers[",".join(granted)] = (response.status, orjson.loads(raw) if response.content_type == JSON else raw)
 
     refused = (403, {"error": f"Missing required scope: {endpoint.accepted[0]}"})
     assert answers == {
@@ -160,7 +165,13 @@ def test_the_shorthands_admit_the_calls_the_contract_lists() -> None:
         "POST /jobs/:id/logs",
         "POST /jobs/:id/progress",
     ]
-    reads = ["GET /jobs/:id", "GET /jobs/:id/logs", "GET /jobs/:id/progress", "GET /spaces/:id/jobs"]
+    reads = [
+        "GET /jobs/:id",
+        "GET /jobs/:id/logs",
+        "GET /jobs/:id/logs/stream",
+        "GET /jobs/:id/progress",
+        "GET /spaces/:id/jobs",
+    ]
     polls = ["POST /jobs/:id/claim", "POST /spaces/:id/jobs/poll"]
     assert admitted == {"jobs:worker": sorted(writes + reads + polls), "jobs:write": writes}
 

@@ -19,6 +19,7 @@ from elasticsearch import AsyncElasticsearch
 from devstack.ports import free_port
 from service.settings import Settings
 from tests.helpers import Tenant
+from tests.servers import HoldingProxy
 
 LINES = [{"message": f"line {i}"} for i in range(50)]
 # Once the last request is answered: far below the grace period (SHUTDOWN_GRACE_S, 30 s), which must not be waited
@@ -52,15 +53,16 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def joblens_serve(settings: Settings, tenant: Tenant) -> AsyncIterator[Served]:
+async def joblens_serve(
+    settings: Settings, tenant: Tenant, elasticsearch_url: str | None = None
+) -> AsyncIterator[Served]:
     """A real ``joblens serve`` process, ready, with a job to append to and a key for it."""
     port = free_port()
     env = {
         **os.environ,
         "JOBLENS_REDIS_URL": settings.redis_url,
-        "JOBLENS_ELASTICSEARCH_URL": settings.elasticsearch_urls[0],
+        "JOBLENS_ELASTICSEARCH_URL": elasticsearch_url or settings.elasticsearch_urls[0],
         "JOBLENS_INDEX_PREFIX": settings.index_prefix,
-        "JOBLENS_INDEX_REFRESH_INTERVAL_S": "2",  # an append waits for the next refresh: up to 2 s in flight
         "JOBLENS_BACKGROUND_TASKS": "false",
     }
     process = await asyncio.create_subprocess_exec(
@@ -162,11 +164,16 @@ async def refused_within(port: int, timeout_s: float) -> None:
 async def test_sigterm_lets_an_in_flight_append_finish(
     settings: Settings, es: AsyncElasticsearch, tenant: Tenant
 ) -> None:
-    async with joblens_serve(settings, tenant) as served:
-        # the whole body sent once its handler runs: the append is under way (it waits for a refresh, up to 2 s)
+    async with (
+        HoldingProxy(settings.elasticsearch_urls[0]) as proxy,
+        joblens_serve(settings, tenant, proxy.url) as served,
+    ):
         whole = len(orjson.dumps(LINES))
         upload = await Upload.start(served, f"/api/v1/jobs/{served.job_id}/logs", LINES, first_bytes=whole)
+        await asyncio.wait_for(proxy.bulk_arrived.wait(), 10)  # the append is under way: its bulk is held
         served.process.send_signal(signal.SIGTERM)
+        await refused_within(served.port, 5)  # the signal has been handled: shutdown is under way
+        proxy.release.set()
         status, _, payload = await upload.finish()
         assert (status, payload) == (200, {"accepted": 50, "firstSeq": 1, "lastSeq": 50})
         await served.exit_code(EXIT_PROMPTLY_S)
