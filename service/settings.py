@@ -63,8 +63,8 @@ class Settings:
     index_replicas: int = _setting(0, "Replicas per monthly log index; use at least 1 on a cluster.")
     index_refresh_interval_s: float = _setting(
         1.0,
-        "Scheduled refresh interval of the log indices. Appends do not wait for it: each one makes its lines"
-        " searchable with a refresh it shares with every append that finished meanwhile.",
+        "Scheduled refresh interval of the log indices. Nothing waits for it: a read that needs newer lines"
+        " refreshes the index itself, sharing the refresh with every reader meanwhile.",
     )
     connect_timeout_s: float = _setting(
         30.0,

@@ -220,10 +220,10 @@ async def test_a_failed_append_frees_its_idempotency_key_for_the_retry(
     assert await body(retried, 200) == {"accepted": 1, "firstSeq": 2, "lastSeq": 2}
 
 
-async def test_appends_are_searchable_on_answer_without_waiting_for_the_scheduled_refresh(
+async def test_reads_after_an_answer_include_its_lines_without_the_scheduled_refresh(
     make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
 ) -> None:
-    # A scheduled refresh an hour away: only the appends' own shared refreshes can make their lines searchable.
+    # A scheduled refresh an hour away: only the refreshes that reads ask for can make the lines searchable.
     clients = [await make_client(index_refresh_interval_s=3600), await make_client(index_refresh_interval_s=3600)]
     job_id = (await create_job(clients[0], tenant, admin))["id"]
 
