@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 from bench import dataset as datasets
 from bench import seed, wrk
 from bench.api import Api
-from bench.capture import Recorded, RecordingProxy
 from bench.dataset import Dataset, LogJob
 from bench.es import Es
 from bench.loadgen import ApiWriters, BulkTemplate, Call, LoadGen
@@ -29,6 +28,7 @@ from bench.profiles import PROFILES, Profile
 from bench.report import RESULTS_DIR
 from bench.seed import SeededSpace
 from bench.textgen import SEARCHES, IsoClock, LineGen, line_extras
+from devstack.proxy import Recorded, RecordingProxy
 
 PREFIX = "jlbench"
 SERVICE_ENV = {

@@ -1,9 +1,7 @@
-"""Private, throwaway server processes for tests that stop or restart a dependency, and a proxy that holds
-Elasticsearch requests for tests that must act while one is under way."""
+"""Private, throwaway server processes for tests that stop or restart a dependency."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import signal
@@ -11,9 +9,6 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-
-import aiohttp
-from aiohttp import web
 
 from devstack import elasticsearch
 from devstack.paths import load_state, locked, stack_paths
@@ -73,50 +68,3 @@ class RedisProcess:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
-
-
-class HoldingProxy:
-    """Forwards every request to Elasticsearch, but holds each ``_bulk`` until `release` is set: a test can then
-    act while an append is certainly under way in its handler (between its bulk and the answer)."""
-
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
-        self.port = free_port()
-        self.bulk_arrived = asyncio.Event()
-        self.release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def __aenter__(self) -> HoldingProxy:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
-        app = web.Application(client_max_size=64 * 2**20)
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _forward(self, request: web.Request) -> web.Response:
-        assert self._session is not None
-        body = await request.read()
-        if "/_bulk" in request.path:
-            self.bulk_arrived.set()
-            await self.release.wait()
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")}
-        async with self._session.request(
-            request.method, self.upstream + request.path_qs, headers=headers, data=body or None
-        ) as upstream:
-            kept = ("Content-Type", "Content-Encoding", "X-Elastic-Product")
-            passed = {k: upstream.headers[k] for k in kept if k in upstream.headers}
-            return web.Response(body=await upstream.read(), status=upstream.status, headers=passed)

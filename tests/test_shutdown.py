@@ -17,9 +17,9 @@ import orjson
 from elasticsearch import AsyncElasticsearch
 
 from devstack.ports import free_port
+from devstack.proxy import RecordingProxy
 from service.settings import Settings
 from tests.helpers import Tenant
-from tests.servers import HoldingProxy
 
 LINES = [{"message": f"line {i}"} for i in range(50)]
 # Once the last request is answered: far below the grace period (SHUTDOWN_GRACE_S, 30 s), which must not be waited
@@ -50,6 +50,17 @@ class Served:
         logged = (await self.process.stderr.read()).decode()
         assert "shutting down: 1 requests in flight" in logged, logged
         assert "still running after" not in logged, logged  # what is logged when the grace period runs out
+
+
+@contextlib.asynccontextmanager
+async def held_bulks(elasticsearch_url: str) -> AsyncIterator[RecordingProxy]:
+    """A proxy to Elasticsearch that holds every ``_bulk`` until its ``release`` is set."""
+    proxy = RecordingProxy(elasticsearch_url, hold="/_bulk")
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
 
 
 @contextlib.asynccontextmanager
@@ -165,12 +176,12 @@ async def test_sigterm_lets_an_in_flight_append_finish(
     settings: Settings, es: AsyncElasticsearch, tenant: Tenant
 ) -> None:
     async with (
-        HoldingProxy(settings.elasticsearch_urls[0]) as proxy,
+        held_bulks(settings.elasticsearch_urls[0]) as proxy,
         joblens_serve(settings, tenant, proxy.url) as served,
     ):
         whole = len(orjson.dumps(LINES))
         upload = await Upload.start(served, f"/api/v1/jobs/{served.job_id}/logs", LINES, first_bytes=whole)
-        await asyncio.wait_for(proxy.bulk_arrived.wait(), 10)  # the append is under way: its bulk is held
+        await asyncio.wait_for(proxy.held.wait(), 10)  # the append is under way: its bulk is held
         served.process.send_signal(signal.SIGTERM)
         await refused_within(served.port, 5)  # the signal has been handled: shutdown is under way
         proxy.release.set()

@@ -1,4 +1,7 @@
-"""What the service really sends to Elasticsearch, recorded: the baselines replay it byte for byte.
+"""A proxy in front of Elasticsearch for development tooling: it forwards every request unchanged, keeps a copy,
+and can hold the requests to one kind of path until told to let them go.
+
+The benchmarks record with it what the service really sends, and replay it byte for byte as their baselines.
 
 A second service process (same code, same settings) is pointed at `RecordingProxy`, which forwards every request
 to Elasticsearch unchanged and keeps a copy. One API call made to that process at a time gives exactly the ES
@@ -8,13 +11,13 @@ straight to Elasticsearch. So the baseline mirrors ``LogStore`` by construction,
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
 
-from bench.procs import LOOPBACK
-from devstack.ports import free_port
+from devstack.ports import LOOPBACK, free_port
 
 # Hop-by-hop and per-connection headers are not part of "the request".
 NOT_REPLAYED = frozenset({"host", "content-length", "connection", "transfer-encoding", "keep-alive"})
@@ -31,9 +34,15 @@ class Recorded:
 
 
 class RecordingProxy:
-    def __init__(self, upstream: str) -> None:
+    """``hold``: requests whose path contains it wait until `release` is set (`held` is set when one arrives), so
+    that a test can act while a call of the service is certainly under way."""
+
+    def __init__(self, upstream: str, *, hold: str | None = None) -> None:
         self.upstream = upstream.rstrip("/")
         self.records: list[Recorded] = []
+        self.hold = hold
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
         self.port = free_port()
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -53,6 +62,7 @@ class RecordingProxy:
         await web.TCPSite(self._runner, LOOPBACK, self.port).start()
 
     async def stop(self) -> None:
+        self.release.set()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
@@ -66,6 +76,9 @@ class RecordingProxy:
     async def _forward(self, request: web.Request) -> web.Response:
         assert self._session is not None
         body = await request.read()
+        if self.hold is not None and self.hold in request.path:
+            self.held.set()
+            await self.release.wait()
         headers = tuple((k, v) for k, v in request.headers.items() if k.lower() not in NOT_REPLAYED)
         async with self._session.request(
             request.method, self.upstream + request.path_qs, headers=list(headers), data=body or None
