@@ -13,15 +13,18 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import orjson
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 from service.api.context import LIVE_HUB
+from service.settings import Settings
 from tests.helpers import AppFactory, Tenant, body, create_job, eventually
 from tests.lifecycle_helpers import post
 from tests.logs_helpers import append
 from tests.matchers import NOT_FOUND, is_now
+from tests.servers import joblens_serve
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
 FAST = {"stream_poll_interval_s": 0.2, "stream_quiet_period_s": 0.3}
@@ -383,3 +386,28 @@ async def test_a_client_that_reads_nothing_is_closed_and_resumes_exactly(
     assert ids == sorted(set(ids)) and ids[-1] < appended  # an in-order prefix: the client fell behind
     async with opened(client, job["id"], {**admin, "Last-Event-ID": str(ids[-1])}) as resumed:
         assert await resumed.lines_until(appended - ids[-1]) == list(range(ids[-1] + 1, appended + 1))
+
+
+async def test_a_follower_of_a_killed_instance_resumes_on_another_exactly(
+    make_client: AppFactory, settings: Settings, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    survivor = await make_client(**FAST)
+    async with joblens_serve(settings, tenant) as doomed, aiohttp.ClientSession() as http:
+        job_id = doomed.job_id
+        url = f"{doomed.base}/api/v1/jobs/{job_id}/logs/stream?after=0"
+        seen: list[int] = []
+        async with http.get(url, headers=admin) as response:
+            sse = Sse(response)
+            await append(survivor, job_id, admin, lines_of(["info"] * 300))
+            seen = await sse.lines_until(1)
+            doomed.process.kill()  # SIGKILL: no reconnect event, the connection just ends
+            await doomed.process.wait()
+            with contextlib.suppress(aiohttp.ClientPayloadError, AssertionError, ConnectionError):
+                while True:
+                    await sse.next()
+            seen = sse.seqs()
+        await append(survivor, job_id, admin, lines_of(["warn"] * 50))
+        last_id = [e.id for e in sse.events if e.kind == "logs"][-1]
+        async with opened(survivor, job_id, {**admin, "Last-Event-ID": str(last_id)}) as resumed:
+            rest = await resumed.lines_until(350 - len(seen))
+        assert seen + rest == list(range(1, 351))

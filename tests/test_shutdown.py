@@ -3,116 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import orjson
 from elasticsearch import AsyncElasticsearch
 
-from devstack.ports import free_port
-from devstack.proxy import RecordingProxy
 from service.settings import Settings
 from tests.helpers import Tenant
+from tests.servers import Served, held_bulks, joblens_serve
 
 LINES = [{"message": f"line {i}"} for i in range(50)]
 # Once the last request is answered: far below the grace period (SHUTDOWN_GRACE_S, 30 s), which must not be waited
 # out. That it was not is read from the service's log (`grace_not_waited_out`); this is only a bound on the wait.
 EXIT_PROMPTLY_S = 20.0
-
-
-@dataclass
-class Served:
-    process: asyncio.subprocess.Process
-    port: int
-    job_id: str
-    headers: dict[str, str]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def exit_code(self, timeout_s: float) -> int:
-        code = await asyncio.wait_for(self.process.wait(), timeout_s)
-        assert self.process.stderr is not None
-        assert code == 0, (await self.process.stderr.read()).decode()
-        return code
-
-    async def grace_not_waited_out(self) -> None:
-        """Once the process has exited: its log says the requests in flight finished within the grace period."""
-        assert self.process.returncode is not None and self.process.stderr is not None
-        logged = (await self.process.stderr.read()).decode()
-        assert "shutting down: 1 requests in flight" in logged, logged
-        assert "still running after" not in logged, logged  # what is logged when the grace period runs out
-
-
-@contextlib.asynccontextmanager
-async def held_bulks(elasticsearch_url: str) -> AsyncIterator[RecordingProxy]:
-    """A proxy to Elasticsearch that holds every ``_bulk`` until its ``release`` is set."""
-    proxy = RecordingProxy(elasticsearch_url, hold="/_bulk")
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
-
-
-@contextlib.asynccontextmanager
-async def joblens_serve(
-    settings: Settings, tenant: Tenant, elasticsearch_url: str | None = None
-) -> AsyncIterator[Served]:
-    """A real ``joblens serve`` process, ready, with a job to append to and a key for it."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "JOBLENS_REDIS_URL": settings.redis_url,
-        "JOBLENS_ELASTICSEARCH_URL": elasticsearch_url or settings.elasticsearch_urls[0],
-        "JOBLENS_INDEX_PREFIX": settings.index_prefix,
-        "JOBLENS_BACKGROUND_TASKS": "false",
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    headers = await tenant.key("jobs:create", "jobs:log", "jobs:read")
-    try:
-        async with aiohttp.ClientSession() as http:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    async with http.get(f"http://127.0.0.1:{port}/readyz") as ready:
-                        if ready.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                if process.returncode is not None:
-                    assert process.stderr is not None
-                    output = (await process.stderr.read()).decode()
-                    raise AssertionError(f"the service exited during start-up: {output}")
-                assert time.monotonic() < deadline, "the service did not become ready"
-                await asyncio.sleep(0.1)
-            async with http.post(
-                f"http://127.0.0.1:{port}/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "j"}, headers=headers
-            ) as r:
-                job = await r.json()
-        yield Served(process, port, job["id"], headers)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
 
 
 class Upload:
