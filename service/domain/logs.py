@@ -138,26 +138,29 @@ def _utf8_bytes_over(text: str, limit: int) -> bool:
 
 
 def _doc(line: Any, index: int, line_id: str, job_id: str, space_id: str, received: str) -> dict[str, Any]:
-    where = f"logs[{index}]"
+    # Error messages name the line (``logs[i]``); that text is built only when a line is refused.
     if not isinstance(line, dict):
-        raise InvalidParam(f"{where} must be an object with a message")
+        raise InvalidParam(f"logs[{index}] must be an object with a message")
     if not LINE_FIELDS.issuperset(line):
         unknown = sorted(set(line) - LINE_FIELDS)[0]
-        raise InvalidParam(f"{where}.{unknown} is not a log line field; allowed: {', '.join(sorted(LINE_FIELDS))}")
+        allowed = ", ".join(sorted(LINE_FIELDS))
+        raise InvalidParam(f"logs[{index}].{unknown} is not a log line field; allowed: {allowed}")
     message = line.get("message")
     if not isinstance(message, str) or _utf8_bytes_over(message, MAX_MESSAGE_BYTES):
-        raise InvalidParam(f"{where}.message is required: a string of at most {MAX_MESSAGE_BYTES} bytes")
+        raise InvalidParam(f"logs[{index}].message is required: a string of at most {MAX_MESSAGE_BYTES} bytes")
     level = line.get("level", "info")
     if not isinstance(level, str) or level.lower() not in LEVELS:
-        raise InvalidParam(f"{where}.level must be one of {', '.join(LEVELS)}")
+        raise InvalidParam(f"logs[{index}].level must be one of {', '.join(LEVELS)}")
     source = line.get("source")
     if source is not None and (not isinstance(source, str) or len(source) > MAX_SOURCE_CHARS):
-        raise InvalidParam(f"{where}.source must be a string of at most {MAX_SOURCE_CHARS} characters")
+        raise InvalidParam(f"logs[{index}].source must be a string of at most {MAX_SOURCE_CHARS} characters")
     metadata = line.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
-        raise InvalidParam(f"{where}.metadata must be an object")
+        raise InvalidParam(f"logs[{index}].metadata must be an object")
     # as JSON already: written into the bulk request as is, and known to fit in a read's {"logs": [{…}]}
-    metadata_json = orjson.Fragment(encode_json(metadata, f"{where}.metadata", enclosing=3))
+    metadata_json = (
+        None if metadata is None else orjson.Fragment(encode_json(metadata, f"logs[{index}].metadata", enclosing=3))
+    )
     logged_at = line.get("loggedAt")
     if logged_at is None:
         logged = received
@@ -165,7 +168,9 @@ def _doc(line: Any, index: int, line_id: str, job_id: str, space_id: str, receiv
         try:
             logged = iso_from_ms(ms_from_iso(logged_at))
         except (ValueError, TypeError, OverflowError, OSError):
-            raise InvalidParam(f"{where}.loggedAt must be an ISO-8601 time with a zone in years 0001-9999") from None
+            raise InvalidParam(
+                f"logs[{index}].loggedAt must be an ISO-8601 time with a zone in years 0001-9999"
+            ) from None
     return {
         "id": line_id,
         "job_id": job_id,
