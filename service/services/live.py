@@ -2,9 +2,9 @@
 
 One *feed* per followed job and filter (levels, text) reads each new range of lines once — whatever the number
 of streams following it — and hands it to them as a batch. Feeds are woken by the job's ``…:live`` pub/sub
-channel (`keyspace.SpaceKeys.log_live`, published after every append), through one pub/sub connection for the
-whole process, and also poll every ``stream_poll_interval_s``: pub/sub is at-most-once, so a lost wake-up only
-delays. Status and progress are polled by the feed too (once per job and filter, not per stream).
+channel (`keyspace.SpaceKeys.log_live`, published by every append's finishing script), through one pub/sub
+connection for the whole process, and also poll every ``stream_poll_interval_s``: pub/sub is at-most-once, so a
+lost wake-up only delays. Status and progress are polled by the feed too (once per job and filter, not per stream).
 
 A *stream* holds only its cursor (every matching line up to it was written to its client) and a small bounded
 queue of batches. A stream whose queue is full, and every stream at its start, reads from Elasticsearch by its

@@ -80,15 +80,7 @@ class LogService:
             raise Unavailable("Storing the log lines took longer than their lease; nothing was stored")
         self._metrics.log_lines_ingested.inc(len(docs))
         self._metrics.watermark_lag.observe(max(0, reservation.last_seq - durable_seq))
-        await self._announce(space_id, job_id, durable_seq)
         return answer
-
-    async def _announce(self, space_id: str, job_id: str, durable_seq: int) -> None:
-        """Wake the live streams of the job (every instance); they also poll, so a lost wake-up only delays."""
-        try:
-            await self._seqs.announce(space_id, job_id, durable_seq)
-        except Exception as exc:
-            log.debug("could not announce log watermark of job %s: %s", job_id, exc)
 
     async def _give_up(
         self,

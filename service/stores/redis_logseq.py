@@ -9,7 +9,7 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
   ``…:logs:to-clean``            zset jobId → time of its latest abandoned range (the janitor's queue, per space)
-  ``…:job:<jobId>:live``         pub/sub channel: the durability watermark, published after an append advanced it
+  ``…:job:<jobId>:live``         pub/sub channel: the durability watermark, published by an append's finish
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
 past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it (durable,
@@ -118,7 +118,8 @@ return {1, first, last, created}
 # ARGV[1] range 'first:last'   ARGV[2] first   ARGV[3] idempotency value to keep ('' = the append failed)
 # ARGV[4] how long to keep the answer for the idempotency key (s); 0 when no key is in use
 # ARGV[5] 'show' = readers may show the range (the append succeeded, or its seqs hold older lines), else abandon
-# ARGV[6] job id
+# ARGV[6] job id   ARGV[7] the job's live channel: the new durability watermark is published there (a wake-up for
+# live streams, in the same round trip)
 # → {1, durable} finished in time | {0, durable} the lease had expired: the range was abandoned
 FINISH_LUA = (
     _ADVANCE
@@ -134,7 +135,9 @@ if ARGV[4] ~= '0' then
     redis.call('DEL', KEYS[4])
   end
 end
-return {held, advance(ARGV[6])}
+local durable = advance(ARGV[6])
+if held == 1 and ARGV[5] == 'show' then redis.call('PUBLISH', ARGV[7], durable) end
+return {held, durable}
 """
 )
 
@@ -301,6 +304,7 @@ class LogSeqStore:
                 idempotency_ttl_s if idempotency_digest else 0,
                 "show" if shown else "abandon",
                 job_id,
+                keys.log_live(job_id),
             ],
         )
         reply = await self._cache.writing(_window_keys(keys, job_id), finishing)
@@ -318,10 +322,6 @@ class LogSeqStore:
         keys = SpaceKeys(space_id)
         revealing = self._reveal(keys=[keys.log_visible(job_id)], args=[searchable_seq])
         return int(await self._cache.writing(_window_keys(keys, job_id), revealing))
-
-    async def announce(self, space_id: str, job_id: str, durable_seq: int) -> None:
-        """Publish the durability watermark on the job's live channel (a wake-up for streams; at-most-once)."""
-        await self._redis.publish(SpaceKeys(space_id).log_live(job_id), str(durable_seq))
 
     async def seq_state(self, space_id: str, job_id: str) -> SeqState:
         """Seq counter, watermark and ranges in flight, read in one transaction (one slot). Call `read_window`
