@@ -31,6 +31,7 @@ import orjson
 from bench.es import Es, EsError
 from bench.profiles import Profile
 from bench.textgen import IsoClock, LineGen, line_extras, ulid_at
+from service.domain.search import search_fields
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 FORMAT_VERSION = 2
@@ -155,6 +156,9 @@ def _random_ms_in(rng: random.Random, year_month: tuple[int, int]) -> int:
 # --------------------------------------------------------------------------- documents
 
 
+DATASET_JOB_NAME = "jlbench-log"  # the name beside each line (the seeded Redis records keep their template's)
+
+
 @dataclass(frozen=True, slots=True)
 class Piece:
     """Seqs ``first..last`` of one job (a chunk holds whole small jobs and slices of large ones)."""
@@ -205,16 +209,20 @@ def make_chunk(chunk: Chunk) -> bytes:
             received_ms = logged_ms + 20 + gen.num(900)
             level, message = gen.line()
             source, metadata = line_extras(gen)
+            fields = search_fields(message)  # what the service adds at ingest (`service.domain.logs.build_docs`)
             doc = {
                 "id": ulid_at(received_ms, gen.rng),
                 "job_id": piece.job_id,
                 "space_id": chunk.space_id,
                 "level": level,
                 "message": message,
+                "words": fields.words,
+                "joins": fields.joins,
                 "source": source,
                 "metadata": metadata,
                 "logged_at": clock.iso(logged_ms),
                 "created_at": clock.iso(received_ms),
+                "job_name": DATASET_JOB_NAME,
                 "seq": seq,
             }
             out.append(f'{action_head}{seq}"}}}}'.encode())

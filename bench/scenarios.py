@@ -34,6 +34,7 @@ from bench.loadgen import (
 from bench.prepare import P1_LINES, P1_WRITERS, Ctx, scratch_index
 from bench.procs import Proc
 from bench.profiles import FULL
+from bench.quality.scenario import q_estimate, q_quality
 from bench.report import Row
 from bench.stats import percentile, ratio
 
@@ -540,4 +541,5 @@ SCENARIOS = (
     Scenario("P1", p1_ingest, p1_estimate),
     Scenario("P6", p6_fresh, p6_estimate),
     Scenario("P7", p7_fanout, p7_estimate),
+    Scenario("Q", q_quality, q_estimate),
 )

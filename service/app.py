@@ -146,7 +146,7 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
         lines = LogStore(client, settings)
         await lines.install_template()
         app[ELASTICSEARCH] = client
-        app[LOGS] = LogService(LogSeqStore(app[REDIS], app[READ_CACHE]), lines, settings, app[METRICS])
+        app[LOGS] = LogService(LogSeqStore(app[REDIS], app[READ_CACHE]), lines, app[JOBS], settings, app[METRICS])
         yield
     finally:
         await client.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,12 +18,16 @@ from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devstack.commands import add_stack_commands
-from service.app import DependencyUnreachable, create_app, new_event_loop, redis_client
+from service.app import DependencyUnreachable, create_app, elasticsearch_client, new_event_loop, redis_client
 from service.domain.scopes import parse_scopes
 from service.observability import configure_json_logging
 from service.server import serve_until_signalled
+from service.services.indices import IndexUpgrader
 from service.settings import Settings, SettingsError
+from service.stores.es_logs import LogStore
 from service.stores.redis_api_keys import ApiKeyStore
+from service.stores.redis_cache import ReadCache
+from service.stores.redis_jobs import JobStore
 
 # Nothing (or not Redis) answers at the URL, or it refuses our credentials: one line for a person, not a traceback.
 REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, InvalidResponse)
@@ -72,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     revoke.set_defaults(run=_admin(_revoke_key))
 
+    indices = commands.add_parser("indices", help="maintain the log indices").add_subparsers(title="indices commands")
+    indices.add_parser(
+        "upgrade", help="rewrite lines of indices made by an older template with the current search fields"
+    ).set_defaults(run=_upgrade_indices)
+
     add_stack_commands(commands)
     return parser
 
@@ -90,6 +100,24 @@ def _serve(args: argparse.Namespace) -> int:
     except DependencyUnreachable as exc:
         print(f"joblens: {unreachable_message(exc.name, exc.url, exc.reason)}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _upgrade_indices(args: argparse.Namespace) -> int:
+    """Month by month, oldest first; prints one JSON line per index (what was rewritten and skipped)."""
+    settings = Settings.from_env()
+
+    async def upgrade() -> None:
+        redis, es = redis_client(settings), elasticsearch_client(settings)
+        try:
+            # a cache that never listens keeps nothing: every name is read from Redis
+            upgrader = IndexUpgrader(LogStore(es, settings), JobStore(redis, ReadCache(redis, 0)))
+            await upgrader.upgrade_all(lambda done: print(orjson.dumps(dataclasses.asdict(done)).decode(), flush=True))
+        finally:
+            await redis.aclose()
+            await es.close()
+
+    asyncio.run(upgrade())
     return 0
 
 

@@ -135,6 +135,15 @@ class Settings:
         "A stream open this long ends with a `reconnect` event (the client resumes by Last-Event-ID), so that"
         " connections move between instances and none is held forever.",
     )
+    space_search_timeout_s: float = _setting(
+        10.0, "A search across the jobs of a space that runs longer is cut: it answers 504 and asks to narrow it."
+    )
+    space_search_default_days: int = _setting(
+        7, "A search across the jobs of a space without `since` looks this many days back from `until`."
+    )
+    space_search_max_days: int = _setting(
+        31, "The widest `since`…`until` window of a search across a space (400 above)."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -172,6 +181,7 @@ class Settings:
             "stream_quiet_period_s",
             "stream_stuck_timeout_s",
             "stream_max_duration_s",
+            "space_search_timeout_s",
         )
         # Comparisons are False for NaN, so a range check also refuses "nan" (and "inf" lies above every bound).
         return [
@@ -206,6 +216,12 @@ class Settings:
             (self.streams_max >= 0, "streams_max", "an integer >= 0 (0 turns streams off)"),
             (self.streams_per_key_max >= 1, "streams_per_key_max", "an integer >= 1"),
             (self.stream_queue_batches >= 1, "stream_queue_batches", "an integer >= 1"),
+            (self.space_search_max_days >= 1, "space_search_max_days", "an integer >= 1"),
+            (
+                1 <= self.space_search_default_days <= self.space_search_max_days,
+                "space_search_default_days",
+                "an integer from 1 to JOBLENS_SPACE_SEARCH_MAX_DAYS",
+            ),
             (
                 INDEX_PREFIX_PATTERN.fullmatch(self.index_prefix) is not None,
                 "index_prefix",
@@ -308,6 +324,9 @@ _PARSERS: dict[str, _Parser[Any]] = {
     "stream_queue_batches": _INT,
     "stream_stuck_timeout_s": _FLOAT,
     "stream_max_duration_s": _FLOAT,
+    "space_search_timeout_s": _FLOAT,
+    "space_search_default_days": _INT,
+    "space_search_max_days": _INT,
 }
 
 

@@ -34,6 +34,8 @@ JOB_CALLS = {
     "POST /jobs/:id/progress": JobCall("POST", "/api/v1/jobs/{job}/progress", {"percent": 99, "message": "intruder"}),
     "GET /jobs/:id/logs": JobCall("GET", "/api/v1/jobs/{job}/logs", None),
     "GET /jobs/:id/logs/stream": JobCall("GET", "/api/v1/jobs/{job}/logs/stream", None),
+    "GET /jobs/:id/logs/export": JobCall("GET", "/api/v1/jobs/{job}/logs/export", None),
+    "GET /jobs/:id/logs?around": JobCall("GET", "/api/v1/jobs/{job}/logs?around=1", None),
     "POST /jobs/:id/logs": JobCall("POST", "/api/v1/jobs/{job}/logs", {"logs": [{"message": "intruder"}]}),
     "POST /jobs/:id/claim": JobCall("POST", "/api/v1/jobs/{job}/claim", None),
     "POST /jobs/:id/ack": JobCall("POST", "/api/v1/jobs/{job}/ack", None, "delivered"),
@@ -104,10 +106,11 @@ async def test_another_spaces_path_is_403(client: TestClient[Any, Any], make_ten
         listed = await client.get(f"/api/v1/spaces/{target}/jobs", headers=a_headers)
         created = await client.post(f"/api/v1/spaces/{target}/jobs", json={"name": "intruder"}, headers=a_headers)
         polled = await client.post(f"/api/v1/spaces/{target}/jobs/poll", json={"count": 50}, headers=a_headers)
-        answers[target] = [(r.status, await r.json()) for r in (listed, created, polled)]
+        searched = await client.get(f"/api/v1/spaces/{target}/logs", params={"q": "secret"}, headers=a_headers)
+        answers[target] = [(r.status, await r.json()) for r in (listed, created, polled, searched)]
     assert answers == {
-        b.space_id: [(403, OTHER_SPACE)] * 3,
-        unknown_space: [(403, OTHER_SPACE)] * 3,
+        b.space_id: [(403, OTHER_SPACE)] * 4,
+        unknown_space: [(403, OTHER_SPACE)] * 4,
     }
     b_jobs = await body(await client.get(f"/api/v1/spaces/{b.space_id}/jobs", headers=b_headers), 200)
     assert [job["id"] for job in b_jobs] == [b_job["id"]]
@@ -127,6 +130,27 @@ async def test_a_list_shows_only_the_callers_space(client: TestClient[Any, Any],
             jobs = await body(await client.get(f"/api/v1/spaces/{tenant.space_id}/jobs{query}", headers=headers), 200)
             listed[(tenant.space_id, query)] = (len(jobs), {job["spaceId"] for job in jobs})
     assert listed == {key: (4, {key[0]}) for key in listed}
+
+
+async def test_a_space_search_finds_only_the_callers_lines(
+    client: TestClient[Any, Any], make_tenant: TenantFactory
+) -> None:
+    """The same words in every space; each key finds its own space's lines and no other's."""
+    spaces = await spaces_with_a_job(client, make_tenant, 3)
+    for tenant, headers, job in spaces:
+        lines = [{"message": f"secret token of {tenant.space_id} n={n}"} for n in range(3)]
+        await body(await client.post(f"/api/v1/jobs/{job['id']}/logs", json={"logs": lines}, headers=headers), 200)
+    found = {}
+    for tenant, headers, _ in spaces:
+        for query in ({"q": "secret token"}, {"q": "n=1"}, {}):
+            answer = await body(
+                await client.get(f"/api/v1/spaces/{tenant.space_id}/logs", params=query, headers=headers), 200
+            )
+            found[(tenant.space_id, tuple(query.values()))] = {
+                (hit["jobId"], tenant.space_id in hit["message"]) for hit in answer["logs"]
+            }
+    owners = {tenant.space_id: job["id"] for tenant, _, job in spaces}
+    assert found == {key: {(owners[key[0]], True)} for key in found}
 
 
 async def test_a_poll_claims_only_the_callers_space(client: TestClient[Any, Any], make_tenant: TenantFactory) -> None:

@@ -108,7 +108,7 @@ async def test_the_janitor_removes_what_dead_writers_left_and_readers_forget_the
     await make_client(background_tasks=True, log_lease_s=1.0, log_cleanup_grace_s=1.0)  # its first tick cleans
 
     async def orphans() -> int:
-        found = await es.count(index=index, query={"term": {"message": "acknowledged"}})
+        found = await es.count(index=index, query={"term": {"words": "acknowledged"}})
         return int(found["count"])
 
     deadline = time.monotonic() + 10

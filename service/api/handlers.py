@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from aiohttp import web
 
 from service.api.auth import caller, job_id_of, requires
 from service.api.bodies import MEDIUM_BODY_BYTES, SMALL_BODY_BYTES, read_body
-from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS
+from service.api.context import ELASTICSEARCH, JOBS, LIFECYCLE, LOGS, METRICS, REDIS, REQUEST_ID, SETTINGS
 from service.api.responses import json_response, raw_json_response
-from service.domain.logs import parse_idempotency_key, parse_log_query
+from service.domain.clock import now_ms
+from service.domain.logs import (
+    LOGS_LIMIT_MAX,
+    LogQuery,
+    export_chunk,
+    parse_export_query,
+    parse_idempotency_key,
+    parse_log_query,
+    parse_space_log_query,
+)
 from service.domain.validation import parse_list_jobs, parse_new_jobs, parse_progress
 from service.domain.worker_bodies import (
     parse_checkpoint,
@@ -23,6 +33,7 @@ from service.domain.worker_bodies import (
 )
 
 routes = web.RouteTableDef()
+log = logging.getLogger(__name__)
 
 
 @routes.get("/healthz")
@@ -117,6 +128,55 @@ async def read_logs(request: web.Request) -> web.Response:
     query = parse_log_query(request.query)
     page = await request.app[LOGS].read(caller(request).space_id, job_id_of(request), query)
     return json_response(page)
+
+
+@routes.get("/api/v1/spaces/{spaceId:[^/]+}/logs")
+@requires("jobs:read")
+async def search_space_logs(request: web.Request) -> web.Response:
+    """Matching lines across every job of the space, newest first."""
+    settings = request.app[SETTINGS]
+    query = parse_space_log_query(
+        request.query, now_ms(), settings.space_search_default_days, settings.space_search_max_days
+    )
+    return json_response(await request.app[LOGS].search_space(caller(request).space_id, query))
+
+
+@routes.get("/api/v1/jobs/{jobId:[^/]+}/logs/export")
+@requires("jobs:read")
+async def export_logs(request: web.Request) -> web.StreamResponse:
+    """Every visible line of the job, ascending, as a chunked download (constant memory: a batch at a time)."""
+    export = parse_export_query(request.query)
+    query = LogQuery("after", 0, LOGS_LIMIT_MAX, export.levels, export.text)
+    job_id = job_id_of(request)
+    batches = aiter(request.app[LOGS].export(caller(request).space_id, job_id, query))
+    first = await anext(batches, None)  # a missing job or a store failure still answers JSON with its status
+    content_type, suffix = EXPORT_TYPES[export.format]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{job_id}.{suffix}"',
+            "X-Request-Id": request[REQUEST_ID],  # the middleware's would come too late: headers leave now
+        }
+    )
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    try:
+        if first is not None:
+            await response.write(export_chunk(first, export.format))
+            async for batch in batches:
+                await response.write(export_chunk(batch, export.format))
+    except Exception as exc:
+        # Too late for an error body: cut the connection, so the client sees an incomplete download rather than
+        # a complete-looking one (a clean end would send the closing chunk).
+        log.warning("export of job %s cut: %s", job_id, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        return response
+    await response.write_eof()
+    return response
+
+
+EXPORT_TYPES = {"ndjson": ("application/x-ndjson", "ndjson"), "text": ("text/plain; charset=utf-8", "log")}
 
 
 @routes.post("/api/v1/jobs/{jobId:[^/]+}/logs")

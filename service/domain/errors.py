@@ -50,6 +50,15 @@ class HeaderTooLarge(DomainError):
     status = 431
 
 
+class SearchTooLong(DomainError):
+    """A search across a space ran past its time (`JOBLENS_SPACE_SEARCH_TIMEOUT_S`): cut, with what to do."""
+
+    status = 504
+
+    def __init__(self) -> None:
+        super().__init__("The search ran too long and was stopped; narrow it with since/until, name, level or q")
+
+
 class ClientClosed(DomainError):
     """The client went away before its request was read: nobody gets the answer, but logs and metrics show
     499 (nginx's "client closed request"), not an error of ours."""

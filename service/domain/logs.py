@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import itertools
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -11,6 +13,7 @@ from multidict import MultiDict
 
 from service.domain.clock import iso_from_ms, ms_from_iso, new_ids
 from service.domain.errors import InvalidParam, TooLarge
+from service.domain.search import QueryWord, parse_words, search_fields
 from service.domain.validation import encode_json, parse_json, query_int, single_query_values
 
 LEVELS = ("trace", "debug", "info", "warn", "error", "fatal")
@@ -20,38 +23,81 @@ MAX_SOURCE_CHARS = 256
 MAX_QUERY_CHARS = 1024
 LOGS_LIMIT_DEFAULT, LOGS_LIMIT_MAX = 200, 500
 
-Mode = Literal["after", "before", "latest"]
+Mode = Literal["after", "before", "latest", "around"]
+EXPORT_FORMATS = ("ndjson", "text")
 
 
 @dataclass(frozen=True, slots=True)
 class LogQuery:
     mode: Mode
-    seq: int  # the after/before bound; ignored in "latest" mode
+    seq: int  # the after/before/around seq; ignored in "latest" mode
     limit: int
     levels: tuple[str, ...]
     text: str | None
+    highlight: bool = False
+
+    @property
+    def words(self) -> tuple[QueryWord, ...]:
+        return parse_words(self.text) if self.text else ()
 
 
 def parse_log_query(query: Any) -> LogQuery:
-    values = single_query_values(query, ("limit", "after", "before", "q"))
+    values = single_query_values(query, ("limit", "after", "before", "around", "q", "highlight"))
     if "after" in values and "before" in values:
         raise InvalidParam("Use either after or before, not both")
+    if "around" in values:
+        conflicts = [name for name in ("after", "before", "q") if name in values]
+        if conflicts:
+            raise InvalidParam(f"around cannot be combined with {' or '.join(conflicts)}")
     limit = query_int(values, "limit", default=LOGS_LIMIT_DEFAULT, minimum=1)
     after = query_int(values, "after", default=None, minimum=0)
     before = query_int(values, "before", default=None, minimum=0)
+    around = query_int(values, "around", default=None, minimum=1)
     assert limit is not None
-    mode: Mode = "after" if after is not None else "before" if before is not None else "latest"
-    text = values.get("q")
-    if text is not None and len(text) > MAX_QUERY_CHARS:
-        raise InvalidParam(f"q must be at most {MAX_QUERY_CHARS} characters, got {len(text)}")
+    bound = next((seq for seq in (after, before, around) if seq is not None), None)
+    mode: Mode = "after" if after is not None else "before" if before is not None else "around" if around else "latest"
     return LogQuery(
         mode=mode,
-        seq=after if after is not None else before if before is not None else 0,
+        seq=bound or 0,
         limit=min(limit, LOGS_LIMIT_MAX),
         levels=_levels(query.getall("level", [])),
-        # Only words are searchable: a query without any letter or digit (say "*") filters nothing.
-        text=text if text and any(ch.isalnum() for ch in text) else None,
+        text=parse_text(values.get("q")),
+        highlight=parse_flag(values, "highlight"),
     )
+
+
+def parse_text(text: str | None) -> str | None:
+    """``q`` as a filter, or None for no filter."""
+    if text is not None and len(text) > MAX_QUERY_CHARS:
+        raise InvalidParam(f"q must be at most {MAX_QUERY_CHARS} characters, got {len(text)}")
+    # Only words are searchable: a query without any letter or digit (say "*") filters nothing.
+    return text if text and any(ch.isalnum() for ch in text) else None
+
+
+def parse_flag(values: dict[str, str], name: str) -> bool:
+    value = values.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise InvalidParam(f"{name} must be true or false, got {value[:20]!r}")
+    return value in ("true", "1")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportQuery:
+    format: str  # one of EXPORT_FORMATS
+    levels: tuple[str, ...]
+    text: str | None
+
+    @property
+    def words(self) -> tuple[QueryWord, ...]:
+        return parse_words(self.text) if self.text else ()
+
+
+def parse_export_query(query: Any) -> ExportQuery:
+    values = single_query_values(query, ("format", "q"))
+    export_format = values.get("format", "ndjson")
+    if export_format not in EXPORT_FORMATS:
+        raise InvalidParam(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {export_format[:20]!r}")
+    return ExportQuery(export_format, _levels(query.getall("level", [])), parse_text(values.get("q")))
 
 
 STREAM_TAIL_DEFAULT, STREAM_TAIL_MAX = 100, 500
@@ -171,12 +217,15 @@ def _doc(line: Any, index: int, line_id: str, job_id: str, space_id: str, receiv
             raise InvalidParam(
                 f"logs[{index}].loggedAt must be an ISO-8601 time with a zone in years 0001-9999"
             ) from None
+    fields = search_fields(message)
     return {
         "id": line_id,
         "job_id": job_id,
         "space_id": space_id,
         "level": level.lower(),
         "message": message,
+        "words": fields.words,
+        "joins": fields.joins,
         "source": source,
         "metadata": metadata_json,
         "logged_at": logged,
@@ -192,3 +241,89 @@ def parse_idempotency_key(header: str | None) -> str | None:
     if header is not None and not (1 <= len(header) <= 255 and header.isascii() and header.isprintable()):
         raise InvalidParam("Idempotency-Key must be 1 to 255 printable ASCII characters")
     return header
+
+
+def export_chunk(lines: list[dict[str, Any]], export_format: str) -> bytes:
+    """Lines of an export as NDJSON (the line objects of Read Logs) or as text: time, level, message."""
+    if export_format == "ndjson":
+        return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+    return "".join(f"{line['loggedAt']} {line['level'].upper():<5} {line['message']}\n" for line in lines).encode()
+
+
+SPACE_LIMIT_DEFAULT, SPACE_LIMIT_MAX = 50, 200
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceLogQuery:
+    """A search across the jobs of a space: newest first, within ``since_ms…until_ms`` (line reception times),
+    continuing after ``position`` (the sort values of the last line looked at) when paging on."""
+
+    since_ms: int
+    until_ms: int
+    levels: tuple[str, ...]
+    text: str | None
+    job_name: str | None
+    limit: int
+    highlight: bool
+    position: tuple[int, str, int] | None  # (createdAt ms, job id, seq)
+
+    @property
+    def words(self) -> tuple[QueryWord, ...]:
+        return parse_words(self.text) if self.text else ()
+
+    def cursor_after(self, position: tuple[int, str, int]) -> str:
+        """The opaque cursor that continues after ``position`` with this same window: stable while lines
+        arrive, since every later line is newer than the window's end."""
+        state = [self.since_ms, self.until_ms, *position]
+        return base64.urlsafe_b64encode(orjson.dumps(state)).decode().rstrip("=")
+
+
+def parse_space_log_query(query: Any, now: int, default_days: int, max_days: int) -> SpaceLogQuery:
+    values = single_query_values(query, ("q", "name", "since", "until", "limit", "cursor", "highlight"))
+    limit = query_int(values, "limit", default=SPACE_LIMIT_DEFAULT, minimum=1)
+    assert limit is not None
+    if "cursor" in values:
+        since_ms, until_ms, position = _parse_cursor(values["cursor"])
+    else:
+        until_ms = _time_param(values, "until", now)
+        since_ms = _time_param(values, "since", until_ms - default_days * DAY_MS)
+        position = None
+    if since_ms > until_ms:
+        raise InvalidParam("since must not be later than until")
+    if until_ms - since_ms > max_days * DAY_MS:
+        raise InvalidParam(f"since…until may span at most {max_days} days; narrow the window")
+    name = values.get("name")
+    return SpaceLogQuery(
+        since_ms=since_ms,
+        until_ms=until_ms,
+        levels=_levels(query.getall("level", [])),
+        text=parse_text(values.get("q")),
+        job_name=name if name else None,
+        limit=min(limit, SPACE_LIMIT_MAX),
+        highlight=parse_flag(values, "highlight"),
+        position=position,
+    )
+
+
+def _time_param(values: dict[str, str], name: str, default: int) -> int:
+    if name not in values:
+        return default
+    try:
+        return ms_from_iso(values[name])
+    except (ValueError, TypeError, OverflowError, OSError):
+        raise InvalidParam(f"{name} must be an ISO-8601 time with a zone, got {values[name][:40]!r}") from None
+
+
+def _parse_cursor(cursor: str) -> tuple[int, int, tuple[int, str, int]]:
+    try:
+        since_ms, until_ms, created_ms, job_id, seq = orjson.loads(
+            base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        )
+        if not all(isinstance(value, int) for value in (since_ms, until_ms, created_ms, seq)) or not isinstance(
+            job_id, str
+        ):
+            raise ValueError("cursor fields")
+    except (ValueError, TypeError, binascii.Error):
+        raise InvalidParam("cursor is not one this API gave out") from None
+    return since_ms, until_ms, (created_ms, job_id, seq)

@@ -7,24 +7,51 @@ import dataclasses
 import hashlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
-from service.domain.clock import now_ms
-from service.domain.errors import Unavailable
-from service.domain.logs import LogQuery, build_docs, ingest_answer, parse_log_body
+from service.domain.clock import ms_from_iso, now_ms
+from service.domain.errors import JobNotFound, SearchTooLong, Unavailable
+from service.domain.logs import LogQuery, SpaceLogQuery, build_docs, ingest_answer, parse_log_body
+from service.domain.search import WordMatcher
 from service.observability import Metrics
 from service.settings import Settings
-from service.stores.es_logs import BulkFailed, LogPage, LogStore, SeqCollision
+from service.stores.es_logs import (
+    CANDIDATE_BATCH,
+    BulkFailed,
+    LogPage,
+    LogStore,
+    SeqCollision,
+    line_view,
+)
+from service.stores.redis_jobs import JobStore
 from service.stores.redis_logseq import LogSeqStore, ReadWindow, Reservation, SeqState
 
 log = logging.getLogger(__name__)
 CLEANUP_JOBS_PER_PASS = 100
 
+# Candidates a space search looks at for one page at most (see `LogService.search_space`).
+SPACE_SCAN_MAX = 5000
+
+
+def _sort_position(source: dict[str, Any]) -> tuple[int, str, int]:
+    return ms_from_iso(source["created_at"]), source["job_id"], int(source["seq"])
+
+
+def _acknowledged(source: dict[str, Any], window: ReadWindow | None) -> bool:
+    if window is None:
+        return False
+    seq = int(source["seq"])
+    return seq <= window.durable_seq and not any(first <= seq <= last for first, last in window.abandoned)
+
 
 class LogService:
-    def __init__(self, seqs: LogSeqStore, lines: LogStore, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, seqs: LogSeqStore, lines: LogStore, jobs: JobStore, settings: Settings, metrics: Metrics
+    ) -> None:
         self._seqs = seqs
         self._lines = lines
+        self._jobs = jobs
         self._settings = settings
         self._metrics = metrics
 
@@ -51,7 +78,9 @@ class LogService:
         # Stop writing well inside the lease, so a range is never written after readers abandoned it.
         deadline = time.monotonic() + lease_s * 0.6
         try:
-            await self._lines.index_lines(job_id, reservation.job_created_ms, reservation.first_seq, docs, deadline)
+            await self._lines.index_lines(
+                job_id, reservation.job_created_ms, reservation.job_name, reservation.first_seq, docs, deadline
+            )
         except BaseException as exc:
             repaired = await self._give_up(space_id, job_id, reservation, docs, idempotency_digest, body_digest)
             if repaired and isinstance(exc, Exception):
@@ -201,17 +230,97 @@ class LogService:
         else:
             page = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, window.abandoned, query)
         lines = page.lines
-        answer = {
-            "logs": lines,
-            "cursor": {
-                "mode": query.mode,
-                "oldestSeq": lines[0]["seq"] if lines else None,
-                "newestSeq": lines[-1]["seq"] if lines else None,
-                "hasMore": page.has_more,
-            },
+        cursor = {
+            "mode": query.mode,
+            "oldestSeq": lines[0]["seq"] if lines else None,
+            "newestSeq": lines[-1]["seq"] if lines else None,
+            "hasMore": page.has_more,
         }
+        if query.mode == "around":  # a context view continues both ways: `before` oldestSeq, `after` newestSeq
+            cursor |= {"hasOlder": page.has_older, "hasNewer": page.has_newer}
+        answer = {"logs": lines, "cursor": cursor}
         covered = int(lines[-1]["seq"]) if page.has_more and query.mode != "latest" else window.visible_seq
         return answer, max(covered, query.seq if query.mode == "after" else 0)
+
+    async def export(self, space_id: str, job_id: str, query: LogQuery) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every line of the job visible now that matches ``query``'s levels and text, ascending, in batches."""
+        window = await self._visible_window(space_id, job_id)
+        if window.visible_seq == 0:
+            return
+        async for batch in self._lines.export_batches(
+            job_id, window.job_created_ms, window.visible_seq, window.abandoned, query
+        ):
+            yield batch
+
+    async def search_space(self, space_id: str, query: SpaceLogQuery) -> dict[str, Any]:
+        """Lines of every job of the space matching ``query``, newest first, each with its job's id and name.
+
+        Candidates are read in batches and kept when they match exactly (`WordMatcher`) and are acknowledged
+        (at or below their job's durability watermark, outside its abandoned ranges: a line still being written
+        is never shown). At most ``SPACE_SCAN_MAX`` candidates are looked at per page: the cursor then continues
+        from the last one looked at, so a rare match among many near misses costs several short pages, never
+        one long request."""
+        matcher = WordMatcher(query.words) if query.words else None
+        timeout_s = self._settings.space_search_timeout_s
+        deadline = time.monotonic() + timeout_s
+        kept: list[tuple[dict[str, Any], tuple[int, str, int]]] = []
+        position, scanned, exhausted = query.position, 0, False
+        windows: dict[str, ReadWindow | None] = {}
+        while len(kept) <= query.limit and not exhausted and scanned < SPACE_SCAN_MAX:
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                raise SearchTooLong()
+            batch = await self._lines.search_space(
+                space_id,
+                query,
+                position,
+                min(CANDIDATE_BATCH, query.limit + 1 if not scanned else CANDIDATE_BATCH),
+                remaining_s,
+            )
+            if time.monotonic() > deadline:  # past its time, finished or not: the answer would come too late
+                raise SearchTooLong()
+            await self._load_windows(space_id, {source["job_id"] for source in batch.sources} - set(windows), windows)
+            for source in batch.sources:
+                scanned += 1
+                position = _sort_position(source)
+                if _acknowledged(source, windows.get(source["job_id"])) and (
+                    matcher is None or matcher.matches(source["message"])
+                ):
+                    kept.append((source, position))
+                    if len(kept) > query.limit:
+                        break
+            exhausted = batch.exhausted and len(kept) <= query.limit
+        page = kept[: query.limit]
+        more = len(kept) > query.limit or not exhausted
+        resume_at = page[-1][1] if len(kept) > query.limit else position
+        names = await self._job_names(space_id, [source for source, _ in page])
+        hits = [
+            {
+                "jobId": source["job_id"],
+                "jobName": names.get(source["job_id"]),
+                **line_view(source, matcher, query.highlight),
+            }
+            for source, _ in page
+        ]
+        next_cursor = query.cursor_after(resume_at) if more and resume_at is not None else None
+        return {"logs": hits, "cursor": {"next": next_cursor, "hasMore": next_cursor is not None}}
+
+    async def _load_windows(self, space_id: str, job_ids: set[str], windows: dict[str, ReadWindow | None]) -> None:
+        async def one(job_id: str) -> None:
+            try:
+                windows[job_id] = await self._seqs.read_window(space_id, job_id)
+            except JobNotFound:  # deleted since: its lines are no longer shown
+                windows[job_id] = None
+
+        await asyncio.gather(*(one(job_id) for job_id in job_ids))
+
+    async def _job_names(self, space_id: str, sources: list[dict[str, Any]]) -> dict[str, str]:
+        """job id → name: from the lines themselves, or (lines of indices not upgraded yet) from Redis."""
+        names = {source["job_id"]: source["job_name"] for source in sources if source.get("job_name")}
+        missing = {source["job_id"] for source in sources} - set(names)
+        if missing:
+            names |= await self._jobs.names(space_id, missing)
+        return names
 
     async def seq_state(self, space_id: str, job_id: str) -> SeqState:
         """The job's seq counters (see `LogSeqStore.seq_state`), its watermarks moved over expired leases and

@@ -9,8 +9,9 @@ written by ``create`` so a retried bulk can never store a line twice.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,9 @@ import elasticsearch
 import orjson
 from elasticsearch import AsyncElasticsearch
 
-from service.domain.logs import LogQuery
+from service.domain.errors import SearchTooLong
+from service.domain.logs import LogQuery, SpaceLogQuery
+from service.domain.search import QueryWord, WordMatcher
 from service.settings import Settings
 
 TEMPLATE_FILE_NAME = "joblogs.json"
@@ -32,6 +35,8 @@ TRANSPORT_RETRY_S = 2.0
 REQUEST_FAILURES = (elastic_transport.ConnectionError, elastic_transport.ConnectionTimeout, elasticsearch.ApiError)
 CLEANUP_TIMEOUT_S = 5.0  # looking at and deleting what a failed append left: must not hold up its answer long
 CLEANUP_PAGE_LINES = 1000
+# Fields an index made from an older template lacks (its `message` stays analysed: `text_query` reads it there).
+FIELDS_ADDED_SINCE_FIRST_TEMPLATE = ("job_name", "words", "joins")
 LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
 
 
@@ -59,9 +64,30 @@ class BulkOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class SpaceBatch:
+    sources: list[dict[str, Any]]  # newest first; with ``job_id`` and ``job_name`` (absent in old indices)
+    last: tuple[int, str, int] | None  # the sort values of the last one: where the next batch starts
+    exhausted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLine:
+    """A line as stored, for rewriting it in place (`LogStore.rewrite_lines`)."""
+
+    doc_id: str
+    routing: str
+    source: dict[str, Any]
+    seq_no: int
+    primary_term: int
+
+
+@dataclass(frozen=True, slots=True)
 class LogPage:
     lines: list[dict[str, Any]]  # ascending seq
     has_more: bool
+    # around a seq: whether lines exist before the first and after the last of the page
+    has_older: bool = False
+    has_newer: bool = False
 
 
 def index_template(settings: Settings) -> dict[str, Any]:
@@ -126,13 +152,28 @@ class LogStore:
         self._es = es
         self._settings = settings
         self._refreshes = RefreshCoalescer(es)
+        self._index_list: tuple[float, list[str]] | None = None  # (monotonic time read, names)
 
     async def install_template(self) -> None:
-        """Create or update the template; harmless to repeat (PUT replaces it with the same content)."""
-        await self._es.indices.put_index_template(name=self._settings.index_prefix, **index_template(self._settings))
+        """Create or update the template, and add the fields it gained to the indices made before (their lines are
+        written with those fields from now on); harmless to repeat."""
+        template = index_template(self._settings)
+        await self._es.indices.put_index_template(name=self._settings.index_prefix, **template)
+        properties = template["template"]["mappings"]["properties"]
+        await self._es.indices.put_mapping(
+            index=f"{self._settings.index_prefix}-*",
+            properties={name: properties[name] for name in FIELDS_ADDED_SINCE_FIRST_TEMPLATE},
+            allow_no_indices=True,
+        )
 
     async def index_lines(
-        self, job_id: str, job_created_ms: int, first_seq: int, docs: Sequence[dict[str, Any]], deadline: float
+        self,
+        job_id: str,
+        job_created_ms: int,
+        job_name: str,
+        first_seq: int,
+        docs: Sequence[dict[str, Any]],
+        deadline: float,
     ) -> None:
         """Index ``docs`` as seqs ``first_seq…``, durable (in the translog) on return and searchable after the
         next refresh (`make_searchable`); retries transient failures (of lines or of the whole request) until
@@ -140,7 +181,8 @@ class LogStore:
         these seqs already hold other lines."""
         index = index_for(self._settings.index_prefix, job_created_ms)
         # Each document is serialized once, without its closing brace: a retry only appends the seq again.
-        pending = {first_seq + offset: orjson.dumps(doc)[:-1] for offset, doc in enumerate(docs)}
+        name_field = b',"job_name":' + orjson.dumps(job_name)
+        pending = {first_seq + offset: orjson.dumps(doc)[:-1] + name_field for offset, doc in enumerate(docs)}
         line_ids = {first_seq + offset: str(doc["id"]) for offset, doc in enumerate(docs)}
         created: set[int] = set()
         existing: set[int] = set()  # answered 409: an earlier attempt of ours, or another line (see below)
@@ -169,6 +211,49 @@ class LogStore:
             foreign = await self._not_ours(index, job_id, {seq: line_ids[seq] for seq in existing - created})
             if foreign:
                 raise SeqCollision(foreign, ours=frozenset(set(line_ids) - foreign))
+
+    async def indices(self) -> list[str]:
+        """The names of this deployment's log indices, oldest month first."""
+        found = await self._es.indices.get(index=f"{self._settings.index_prefix}-*", allow_no_indices=True)
+        return sorted(found)
+
+    async def lines_to_upgrade(self, index: str, size: int) -> list[StoredLine]:
+        """Up to ``size`` lines of ``index`` written before the current template (they lack ``job_name``), with
+        what a conditional rewrite needs."""
+        response = await self._es.search(
+            index=index,
+            query={"bool": {"must_not": [{"exists": {"field": "job_name"}}]}},
+            sort=["_doc"],
+            size=size,
+            seq_no_primary_term=True,
+            track_total_hits=False,
+            filter_path="hits.hits._id,hits.hits._routing,hits.hits._source,hits.hits._seq_no,hits.hits._primary_term",
+        )
+        return [
+            StoredLine(hit["_id"], hit["_routing"], hit["_source"], hit["_seq_no"], hit["_primary_term"])
+            for hit in response.get("hits", {}).get("hits", [])
+        ]
+
+    async def rewrite_lines(self, index: str, lines: Sequence[StoredLine]) -> tuple[int, int]:
+        """Write these lines again with their new ``_source``, each only if unchanged since it was read (a line
+        the janitor deleted meanwhile stays deleted). Returns (rewritten, skipped); searchable on return."""
+        operations: list[bytes] = []
+        for line in lines:
+            action: dict[str, Any] = {"_index": index, "_id": line.doc_id, "routing": line.routing}
+            action |= {"if_seq_no": line.seq_no, "if_primary_term": line.primary_term}
+            operations += [orjson.dumps({"index": action}), orjson.dumps(line.source)]
+        if not operations:
+            return 0, 0
+        response = await self._es.bulk(
+            operations=cast(Sequence[dict[str, Any]], operations), filter_path="errors,items.*.status"
+        )
+        statuses = [int(item["index"]["status"]) for item in response["items"]]
+        failed = [status for status in statuses if status >= 300 and status not in (404, 409)]
+        if failed:
+            raise BulkFailed(f"{len(failed)} line(s) of {index} not rewritten (status {failed[0]})")
+        await self._es.indices.refresh(index=index)
+        rewritten = sum(status < 300 for status in statuses)
+        return rewritten, len(statuses) - rewritten
 
     async def make_searchable(self, job_created_ms: int) -> None:
         """Return once everything written to the job's index before this call is searchable: a refresh that began
@@ -292,53 +377,257 @@ class LogStore:
         query: LogQuery,
     ) -> LogPage:
         """One page in seq order; never a seq above ``visible_seq`` nor in an ``abandoned`` range; one index,
-        one shard."""
-        seq_range: dict[str, int] = {"lte": visible_seq}
-        filters: list[dict[str, Any]] = [{"term": {"job_id": job_id}}, {"range": {"seq": seq_range}}]
-        if query.levels:
-            filters.append({"terms": {"level": list(query.levels)}})
-        must: list[dict[str, Any]] = []
-        if query.text:
-            must.append(_message_query(query.text))
-        must_not = [{"range": {"seq": {"gte": first, "lte": last}}} for first, last in abandoned]
+        one shard. With ``q``, Elasticsearch finds candidates and `WordMatcher` keeps the lines that match
+        exactly: candidates are read in batches until the page is full or none is left."""
+        if query.mode == "around":
+            return await self._around(job_id, job_created_ms, visible_seq, abandoned, query)
+        matcher = WordMatcher(query.words) if query.words else None
         ascending = query.mode == "after"
-        search_after = None if query.mode == "latest" else [query.seq]
+        search_after = None if query.mode == "latest" else query.seq
+        wanted = query.limit + 1
+        kept: list[dict[str, Any]] = []
+        batch = wanted
+        while True:
+            sources = await self._page_sources(
+                job_id, job_created_ms, visible_seq, abandoned, query, ascending, search_after, batch
+            )
+            kept.extend(source for source in sources if matcher is None or matcher.matches(source["message"]))
+            if len(kept) >= wanted or len(sources) < batch:
+                break
+            search_after = sources[-1]["seq"]
+            batch = CANDIDATE_BATCH  # what was left out was not a match: read further in bigger steps
+        has_more = len(kept) > query.limit
+        lines = [line_view(source, matcher, query.highlight) for source in kept[: query.limit]]
+        if not ascending:
+            lines.reverse()
+        return LogPage(lines, has_more)
+
+    async def _page_sources(
+        self,
+        job_id: str,
+        job_created_ms: int,
+        visible_seq: int,
+        abandoned: Sequence[tuple[int, int]],
+        query: LogQuery,
+        ascending: bool,
+        search_after: int | None,
+        size: int,
+    ) -> list[dict[str, Any]]:
+        """The ``_source`` of up to ``size`` candidate lines after (or before) ``search_after`` in seq order."""
+        seq_range: dict[str, int] = {"lte": visible_seq}
         response = await self._es.search(
             index=index_for(self._settings.index_prefix, job_created_ms),
             routing=job_id,
-            query={"bool": {"filter": filters, "must": must, "must_not": must_not}},
+            query=job_lines_query(job_id, seq_range, abandoned, query.levels, query.words),
             sort=[{"seq": {"order": "asc" if ascending else "desc"}}],
-            search_after=search_after,
-            size=query.limit + 1,
+            search_after=None if search_after is None else [search_after],
+            size=size,
             track_total_hits=False,
             source_includes=LINE_FIELDS,
             ignore_unavailable=True,
             filter_path="hits.hits._source",
         )
+        return [hit["_source"] for hit in response.get("hits", {}).get("hits", [])]
+
+    async def _around(
+        self,
+        job_id: str,
+        job_created_ms: int,
+        visible_seq: int,
+        abandoned: Sequence[tuple[int, int]],
+        query: LogQuery,
+    ) -> LogPage:
+        """The ``limit`` lines centred on ``query.seq`` (included when visible): one request of two searches
+        (the lines at or before it, newest first, and those after it), one shard."""
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        older = job_lines_query(job_id, {"lte": min(query.seq, visible_seq)}, abandoned, query.levels, ())
+        newer = job_lines_query(job_id, {"gt": query.seq, "lte": visible_seq}, abandoned, query.levels, ())
+        common = {"size": query.limit + 1, "track_total_hits": False, "_source": {"includes": LINE_FIELDS}}
+        header = {"index": index, "routing": job_id, "ignore_unavailable": True}
+        response = await self._es.msearch(
+            searches=[
+                header,
+                {**common, "query": older, "sort": [{"seq": {"order": "desc"}}]},
+                header,
+                {**common, "query": newer, "sort": [{"seq": {"order": "asc"}}]},
+            ],
+            filter_path="responses.status,responses.hits.hits._source,responses.error",  # status: no answer is dropped
+        )
+        answers = response.get("responses", [])
+        for answer in answers:
+            if "error" in answer:
+                raise elasticsearch.ApiError("msearch failed", meta=response.meta, body=answer["error"])
+        before, after = ([hit["_source"] for hit in answer.get("hits", {}).get("hits", [])] for answer in answers)
+        # Centred: half the page on each side, the rest taken from the other side when one runs short.
+        after_count = min(len(after), query.limit // 2)
+        before_count = min(len(before), query.limit - after_count)
+        after_count = min(len(after), query.limit - before_count)
+        kept = before[:before_count][::-1] + after[:after_count]
+        lines = [line_view(source, None, query.highlight) for source in kept]
+        return LogPage(
+            lines,
+            has_more=len(before) > before_count or len(after) > after_count,
+            has_older=len(before) > before_count,
+            has_newer=len(after) > after_count,
+        )
+
+    async def export_batches(
+        self, job_id: str, job_created_ms: int, visible_seq: int, abandoned: Sequence[tuple[int, int]], query: LogQuery
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every matching line up to ``visible_seq`` in ascending seq, in batches; the next batch is fetched
+        while the caller writes this one."""
+        matcher = WordMatcher(query.words) if query.words else None
+        fetch = functools.partial(
+            self._page_sources, job_id, job_created_ms, visible_seq, abandoned, query, True, size=EXPORT_BATCH
+        )
+        pending = asyncio.ensure_future(fetch(0))
+        try:
+            while True:
+                sources = await pending
+                if len(sources) == EXPORT_BATCH:
+                    pending = asyncio.ensure_future(fetch(sources[-1]["seq"]))
+                kept = [
+                    line_view(source, None, False)
+                    for source in sources
+                    if matcher is None or matcher.matches(source["message"])
+                ]
+                if kept:
+                    yield kept
+                if len(sources) < EXPORT_BATCH:
+                    return
+        finally:
+            if not pending.done():
+                pending.cancel()
+
+    async def search_space(
+        self, space_id: str, query: SpaceLogQuery, after: tuple[int, str, int] | None, size: int, timeout_s: float
+    ) -> SpaceBatch:
+        """Up to ``size`` candidates of a space's lines, newest first (reception time, then job and seq), after
+        ``after``. Only indices of months up to the window's end are named (a job's lines live in the index of
+        its creation month, so an older month may still hold recent lines); of those, Elasticsearch skips every
+        shard whose reception times lie outside the window without searching it (``pre_filter_shard_size=1``).
+        Raises `SearchTooLong` when the search did not finish within ``timeout_s``."""
+        indices = await self._indices_up_to(query.until_ms)
+        if not indices:
+            return SpaceBatch([], None, exhausted=True)
+        if after is None or after == query.position:
+            # Read-your-writes: acknowledged lines are durable, not yet searchable (see `make_searchable`); a
+            # refresh of nothing new is nearly free, and concurrent searches share one.
+            await self._refreshes.refreshed(",".join(indices), timeout_s)
+        filters: list[dict[str, Any]] = [
+            {"term": {"space_id": space_id}},
+            {"range": {"created_at": {"gte": query.since_ms, "lte": query.until_ms, "format": "epoch_millis"}}},
+        ]
+        if query.levels:
+            filters.append({"terms": {"level": list(query.levels)}})
+        if query.job_name is not None:
+            filters.append({"term": {"job_name": query.job_name}})
+        if query.words:
+            filters.append(text_query(query.words))
+        try:
+            response = await self._es.options(request_timeout=timeout_s + 2).search(
+                index=",".join(indices),
+                query={"bool": {"filter": filters}},
+                sort=[{"created_at": {"order": "desc"}}, {"job_id": {"order": "desc"}}, {"seq": {"order": "desc"}}],
+                search_after=list(after) if after is not None else None,
+                size=size,
+                track_total_hits=False,
+                source_includes=[*LINE_FIELDS, "job_id", "job_name"],
+                ignore_unavailable=True,
+                pre_filter_shard_size=1,
+                timeout=f"{max(1, int(timeout_s * 1000))}ms",
+                filter_path="timed_out,hits.hits._source,hits.hits.sort",
+            )
+        except elastic_transport.ConnectionTimeout as exc:
+            raise SearchTooLong() from exc
+        if response.get("timed_out"):
+            raise SearchTooLong()
         hits = response.get("hits", {}).get("hits", [])
-        has_more = len(hits) > query.limit
-        lines = [_line_view(hit["_source"]) for hit in hits[: query.limit]]
-        if not ascending:
-            lines.reverse()
-        return LogPage(lines, has_more)
+        last = tuple(hits[-1]["sort"]) if hits else None
+        return SpaceBatch(
+            [hit["_source"] for hit in hits],
+            (int(last[0]), str(last[1]), int(last[2])) if last else None,
+            exhausted=len(hits) < size,
+        )
+
+    async def _indices_up_to(self, until_ms: int) -> list[str]:
+        """The deployment's indices of months up to ``until_ms``'s, from a list at most a few seconds old (a month's
+        index appears with its first line; a line of it written since is at most that much older than the list)."""
+        now = time.monotonic()
+        if self._index_list is None or now - self._index_list[0] > INDEX_LIST_MAX_AGE_S:
+            self._index_list = (now, await self.indices())
+        last_month = index_for(self._settings.index_prefix, until_ms)
+        return [index for index in self._index_list[1] if index <= last_month]
 
 
-def _message_query(text: str) -> dict[str, Any]:
-    # simple_query_string never fails on syntax; with only the PHRASE and WHITESPACE operators enabled,
-    # characters such as + - | * ( ) ~ are plain text, and `fields` pins it to the message.
-    return {
+INDEX_LIST_MAX_AGE_S = 5.0
+CANDIDATE_BATCH = 1000
+EXPORT_BATCH = 5000
+
+
+def job_lines_query(
+    job_id: str,
+    seq_range: dict[str, int],
+    abandoned: Sequence[tuple[int, int]],
+    levels: Sequence[str],
+    words: Sequence[QueryWord],
+) -> dict[str, Any]:
+    """The lines of one job in ``seq_range``, outside the abandoned ranges, of these levels, that may match every
+    one of ``words``."""
+    filters: list[dict[str, Any]] = [{"term": {"job_id": job_id}}, {"range": {"seq": seq_range}}]
+    if levels:
+        filters.append({"terms": {"level": list(levels)}})
+    if words:
+        filters.append(text_query(words))
+    must_not = [{"range": {"seq": {"gte": first, "lte": last}}} for first, last in abandoned]
+    return {"bool": {"filter": filters, "must_not": must_not}}
+
+
+def text_query(words: Sequence[QueryWord]) -> dict[str, Any]:
+    """Candidates for lines where every word appears (see `service.domain.search`): on the ``words`` and
+    ``joins`` fields of current indices, or on the analysed ``message`` of indices made before those fields
+    existed (``message`` is not indexed in current ones, and a lenient query on it finds nothing there)."""
+    legacy = {
         "simple_query_string": {
-            "query": text,
+            "query": " ".join(f'"{word.text}"' if " " in word.text else word.text for word in words),
             "fields": ["message"],
             "default_operator": "and",
             "flags": "PHRASE|WHITESPACE",
             "lenient": True,
         }
     }
+    current = {"bool": {"filter": [_word_query(word) for word in words]}}
+    return {"bool": {"should": [current, legacy], "minimum_should_match": 1}}
 
 
-def _line_view(source: dict[str, Any]) -> dict[str, Any]:
-    return {
+def _word_query(word: QueryWord) -> dict[str, Any]:
+    tokens = word.tokens
+    whole = {"term": {"words": tokens[0]}} if len(tokens) == 1 else {"match_phrase": {"words": " ".join(tokens)}}
+    if not word.edges_may_split:
+        return whole
+    if len(tokens) == 1:  # a letter run: all of a line's run, or some of its camelCase parts
+        return {"bool": {"should": [whole, {"term": {"joins": tokens[0]}}], "minimum_should_match": 1}}
+    # An end may be a camelCase part of a longer run (``Service.start`` in ``AllocationService.start``): the inside
+    # of the word in order, its ends anywhere, at least one of them among the parts; `WordMatcher` decides.
+    first, last = tokens[0], tokens[-1]
+    inside = [{"match_phrase": {"words": " ".join(tokens[1:-1])}}] if len(tokens) > 2 else []
+    split_ends = []
+    if first.isalpha():
+        split_ends.append([{"term": {"joins": first}}, _token_anywhere(last)])
+    if last.isalpha():
+        split_ends.append([_token_anywhere(first), {"term": {"joins": last}}])
+    split = [{"bool": {"filter": inside + ends}} for ends in split_ends]
+    return {"bool": {"should": [whole, *split], "minimum_should_match": 1}}
+
+
+def _token_anywhere(token: str) -> dict[str, Any]:
+    if not token.isalpha():
+        return {"term": {"words": token}}
+    return {"bool": {"should": [{"term": {"words": token}}, {"term": {"joins": token}}], "minimum_should_match": 1}}
+
+
+def line_view(source: dict[str, Any], matcher: WordMatcher | None, highlight: bool) -> dict[str, Any]:
+    line = {
         "id": source["id"],
         "seq": source["seq"],
         "level": source["level"],
@@ -348,3 +637,6 @@ def _line_view(source: dict[str, Any]) -> dict[str, Any]:
         "loggedAt": source["logged_at"],
         "createdAt": source["created_at"],
     }
+    if highlight:
+        line["highlights"] = matcher.highlights(source["message"]) if matcher is not None else []
+    return line

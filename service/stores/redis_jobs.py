@@ -19,7 +19,7 @@ Lifecycle transitions live in `redis_transitions`; they use the same keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import orjson
@@ -105,6 +105,18 @@ class JobStore:
         if scheduled_ms:  # a hint for the background sweep (a global key: outside the space's transaction)
             await self._redis.zadd(DUE_SPACES, {space_id: min(scheduled_ms)}, lt=True)
         return [job.view(detailed=True) for job in created]
+
+    async def names(self, space_id: str, job_ids: Iterable[str]) -> dict[str, str]:
+        """job id → name, for those of ``job_ids`` the space still has (one round trip, one slot)."""
+        keys = SpaceKeys(space_id)
+        wanted = list(dict.fromkeys(job_ids))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id in wanted:
+                pipe.hget(keys.job(job_id), "name")
+            replies = await pipe.execute()
+        return {
+            job_id: bytes(reply).decode() for job_id, reply in zip(wanted, replies, strict=True) if reply is not None
+        }
 
     async def get(self, space_id: str, job_id: str) -> dict[str, Any]:
         """The job with its events (Get Job); `JobNotFound` when the space has no such job."""

@@ -95,9 +95,10 @@ end
 # KEYS[1] job hash   KEYS[2] seq counter   KEYS[3] inflight zset   KEYS[4] idempotency key (or a dummy)
 # ARGV[1] line count   ARGV[2] lease (ms)   ARGV[3] '1' when an idempotency key is in use   ARGV[4] body sha256
 # The 'pending' marker lives as long as the lease: if the writer dies, a retry may proceed once it lapses.
-# → {0} no such job | {2, stored} idempotency key already used | {1, first, last, job createdAt}
+# → {0} no such job | {2, stored} idempotency key already used | {1, first, last, job createdAt, job name}
 RESERVE_LUA = """
-local created = redis.call('HGET', KEYS[1], 'createdAt')
+local job = redis.call('HMGET', KEYS[1], 'createdAt', 'name')
+local created = job[1]
 if not created then return {0} end
 if ARGV[3] == '1' then
   local previous = redis.call('GET', KEYS[4])
@@ -110,7 +111,7 @@ local first = last - count + 1
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZADD', KEYS[3], now + tonumber(ARGV[2]), first .. ':' .. last)
-return {1, first, last, created}
+return {1, first, last, created, job[2] or ''}
 """
 
 # KEYS[1] inflight   KEYS[2] done   KEYS[3] durable   KEYS[4] idempotency key (or a dummy)   KEYS[5] abandoned
@@ -199,6 +200,7 @@ class Reservation:
     first_seq: int
     last_seq: int
     job_created_ms: int
+    job_name: str  # written beside each line: a search across jobs filters and shows it without Redis
 
     @property
     def member(self) -> str:
@@ -267,7 +269,7 @@ class LogSeqStore:
             raise JobNotFound()
         if outcome == 2:
             return _stored_answer(bytes(reply[1]), body_digest)
-        return Reservation(int(reply[1]), int(reply[2]), int(reply[3]))
+        return Reservation(int(reply[1]), int(reply[2]), int(reply[3]), bytes(reply[4]).decode())
 
     async def finish(
         self,

@@ -1,0 +1,170 @@
+"""What a log search means, and the index fields that let Elasticsearch find it (pure: no I/O).
+
+A query word matches a line when it occurs in the message, case-insensitively, starting and ending at **word-part
+boundaries**: the ends of the message, either side of a character that is not a letter or digit, a letter↔digit
+transition, and a camelCase transition (``Collect`` in ``G1CollectForAllocation``, ``HTTP|Server``). That is what a
+person means by "this word appears" in a log: ``AllocationService`` in ``o.e.c.r.a.AllocationService``, ``zstd`` in
+``zstd:amd64``, ``dpkg`` in ``/var/lib/dpkg/status``, but not ``ollect`` nor ``loc``.
+
+Elasticsearch finds candidates with two fields the service fills at ingest (no analysis module needed: the
+built-in ``whitespace`` analyzer splits what we joined with spaces):
+
+- ``words``, positional: the message lower-cased and cut at every case-independent boundary — runs of letters,
+  runs of digits, and each other non-space character as a token of its own. A query word cut the same way is a
+  phrase there whenever both its ends fall on such boundaries.
+- ``joins``, a set: every proper run of camelCase parts of a mixed-case letter run (``collect``, ``collectfor``,
+  ``forallocation`` … of ``CollectForAllocation``), for query words whose ends fall inside a letter run.
+
+Candidates are then verified here, exactly, by `WordMatcher` (which also yields the highlights): what a read
+returns is decided by this module, never by how an analyzer happened to cut a line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+# Tokens of the ``words`` field, found in the lower-cased message: letter runs, digit runs, or one other
+# non-space character ("_" is a word character to ``re`` and a separator to us, hence its own branch).
+WORD_TOKEN = re.compile(r"[^\W\d_]+|\d+|_|[^\w\s]")
+LETTER_RUN = re.compile(r"[^\W\d_]+")
+# A letter run of more camelCase parts than this indexes only its ranges of up to MAX_JOIN_PARTS parts: mixed-case
+# noise (base64, random ids) must not multiply the index. Real identifiers stay far below it.
+MAX_CAMEL_PARTS_INDEXED_WHOLLY = 8
+MAX_JOIN_PARTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFields:
+    words: str
+    joins: str | None  # None when the message has no mixed-case letter run
+
+
+def search_fields(message: str) -> SearchFields:
+    """The ``words`` and ``joins`` values of a message (see the module docstring)."""
+    return SearchFields(" ".join(WORD_TOKEN.findall(_lower(message))), _joins(message))
+
+
+def _lower(text: str) -> str:
+    # Offsets must survive lower-casing (a few characters, such as "İ", lower-case to two): keep those as they are.
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(ch if len(low := ch.lower()) != 1 else low for ch in text)
+
+
+def _joins(message: str) -> str | None:
+    tokens: dict[str, None] = {}
+    for run in LETTER_RUN.findall(message):
+        if run.isupper() or run[1:].islower():  # FOO, Foo, foo: one part, nothing to join
+            continue
+        parts = camel_parts(run)
+        count = len(parts)
+        if count < 2:
+            continue
+        longest = count if count <= MAX_CAMEL_PARTS_INDEXED_WHOLLY else MAX_JOIN_PARTS
+        for start in range(count):
+            for end in range(start + 1, min(count, start + longest) + 1):
+                if end - start < count:  # the whole run is a token of ``words`` already
+                    tokens["".join(parts[start:end]).lower()] = None
+    return " ".join(tokens) if tokens else None
+
+
+def camel_parts(run: str) -> list[str]:
+    """A letter run cut at its camelCase transitions: ``G``… no digits here; ``CollectForAllocation`` →
+    Collect, For, Allocation; ``HTTPServer`` → HTTP, Server."""
+    parts: list[str] = []
+    start = 0
+    for index in range(1, len(run)):
+        if _camel_boundary(run[index - 1], run[index], run[index + 1] if index + 1 < len(run) else ""):
+            parts.append(run[start:index])
+            start = index
+    parts.append(run[start:])
+    return parts
+
+
+def _camel_boundary(before: str, after: str, next_char: str) -> bool:
+    if before.islower() and after.isupper():
+        return True
+    return before.isupper() and after.isupper() and next_char.islower()
+
+
+def is_boundary(text: str, index: int) -> bool:
+    """Whether a word part may start or end at ``index`` of ``text`` (between ``text[index-1]`` and ``text[index]``)."""
+    if index <= 0 or index >= len(text):
+        return True
+    before, after = text[index - 1], text[index]
+    if not (before.isalnum() and after.isalnum()):
+        return True
+    if before.isalpha() != after.isalpha():
+        return True
+    return _camel_boundary(before, after, text[index + 1] if index + 1 < len(text) else "")
+
+
+# --- queries -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueryWord:
+    """One word of ``q`` (or one quoted phrase): its text and its ``words`` tokens."""
+
+    text: str
+    tokens: tuple[str, ...]
+
+    @property
+    def edges_may_split(self) -> bool:
+        """Whether an end of this word may fall inside a letter run of a line (a camelCase part), where the
+        ``words`` phrase cannot see it."""
+        return self.tokens[0].isalpha() or self.tokens[-1].isalpha()
+
+
+QUERY_PART = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def parse_words(q: str) -> tuple[QueryWord, ...]:
+    """``q`` as the contract reads it: whitespace-separated words, all of which must match; ``"a phrase"`` is
+    one word whose spaces match any run of whitespace. A word without a letter or digit searches for its
+    characters as they are; an empty phrase or a lone quote is ignored."""
+    words: dict[str, QueryWord] = {}
+    for phrase, word in QUERY_PART.findall(q):
+        text = " ".join(phrase.split()) if phrase else word.replace('"', "")
+        tokens = tuple(WORD_TOKEN.findall(_lower(text)))
+        if tokens:
+            words.setdefault(text.lower(), QueryWord(text, tokens))
+    return tuple(words.values())
+
+
+class WordMatcher:
+    """The exact test of a line against the words of a query, and where each word matched."""
+
+    def __init__(self, words: tuple[QueryWord, ...]) -> None:
+        self.words = words
+        # A phrase's spaces match any run of whitespace; everything else matches itself, in any case.
+        self._patterns = [
+            re.compile(r"\s+".join(re.escape(part) for part in word.text.split(" ")), re.IGNORECASE) for word in words
+        ]
+
+    def matches(self, message: str) -> bool:
+        return all(next(self._occurrences(pattern, message), None) is not None for pattern in self._patterns)
+
+    def highlights(self, message: str) -> list[list[int]]:
+        """``[[start, end], …]``: every match of every word, in characters of ``message``, sorted and merged."""
+        spans = sorted(span for pattern in self._patterns for span in self._occurrences(pattern, message))
+        merged: list[list[int]] = []
+        for start, end in spans:
+            if merged and start <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], end)
+            else:
+                merged.append([start, end])
+        return merged
+
+    @staticmethod
+    def _occurrences(pattern: re.Pattern[str], message: str) -> Iterator[tuple[int, int]]:
+        # Overlapping occurrences count (searching "aa" in "aaa" at 0 and 1): resume one character after a start.
+        position = 0
+        while (found := pattern.search(message, position)) is not None:
+            start, end = found.span()
+            if is_boundary(message, start) and is_boundary(message, end):
+                yield start, end
+            position = start + 1
