@@ -22,7 +22,7 @@ from bench import seed, wrk
 from bench.api import Api
 from bench.dataset import Dataset, LogJob
 from bench.es import Es
-from bench.loadgen import ApiWriters, BulkTemplate, Call, LoadGen
+from bench.loadgen import ApiWriters, BulkTemplate, Call, Headers, LoadGen
 from bench.procs import Proc, start_bare, start_service, wait_http
 from bench.profiles import PROFILES, Profile
 from bench.report import RESULTS_DIR
@@ -31,6 +31,8 @@ from bench.textgen import SEARCHES, IsoClock, LineGen, line_extras
 from devstack.proxy import Recorded, RecordingProxy
 
 PREFIX = "jlbench"
+SPACE_WINDOW_MS = 7 * 24 * 3600 * 1000
+SPACE_LIMIT = 50
 SERVICE_ENV = {
     "JOBLENS_INDEX_PREFIX": PREFIX,
     "JOBLENS_BACKGROUND_TASKS": "false",
@@ -65,6 +67,19 @@ class Captures:
     search: tuple[tuple[Call, Call], ...]
     ingest: ApiWriters  # headers and bodies; the urls are set where the target is known
     bulk: BulkTemplate
+    space: tuple[tuple[Call, Call], ...]  # a space search, and the ES `_search` it caused first
+    export: tuple[ExportCapture, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExportCapture:
+    """A job's whole-log export through the service, and the first ES page request it caused (the baseline pages
+    through the job with it, moving only ``search_after``)."""
+
+    path: str
+    headers: Headers
+    lines: int
+    first_page: Call
 
 
 @dataclass(slots=True)
@@ -250,8 +265,59 @@ async def _capture(
     search = await _record_reads(reader, proxy, proxy.upstream, search_paths(data, profile.distinct_queries, rng))
     writer = Api(session, instance.base_url, run.space.api_key)
     ingest, bulk = await _record_ingest(writer, proxy, proxy.upstream, run)
-    log(f"recorded {len(tail) + len(search) + P1_BODIES} ES requests in {time.monotonic() - started:.1f} s")
-    return Captures(tuple(tail), tuple(search), ingest, bulk)
+    space = await _record_space_searches(reader, proxy, proxy.upstream, space_paths(data, profile.space_queries, rng))
+    export = await _record_exports(reader, proxy, proxy.upstream, data, profile.export_jobs)
+    recorded = len(tail) + len(search) + P1_BODIES + len(space) + len(export)
+    log(f"recorded {recorded} ES requests in {time.monotonic() - started:.1f} s")
+    return Captures(tuple(tail), tuple(search), ingest, bulk, tuple(space), tuple(export))
+
+
+def space_paths(data: Dataset, count: int, rng: random.Random) -> list[str]:
+    """Space searches the way a person starts one: two words and a level over a week (of the dataset's months)."""
+    first_ms = min(job.created_ms for job in data.jobs)
+    last_ms = max(job.created_ms for job in data.jobs)
+    paths = []
+    for _ in range(count):
+        text, levels = rng.choice(SEARCHES)
+        since_ms = rng.randint(first_ms, max(first_ms, last_ms - SPACE_WINDOW_MS))
+        window = {"since": _iso(since_ms), "until": _iso(since_ms + SPACE_WINDOW_MS)}
+        query = {"q": text, "level": levels, **window, "limit": SPACE_LIMIT}
+        paths.append(f"/api/v1/spaces/{data.space_id}/logs?{urlencode(query)}")
+    return paths
+
+
+def _iso(ms: int) -> str:
+    return IsoClock().iso(ms)
+
+
+async def _record_space_searches(
+    reader: Api, proxy: RecordingProxy, es_url: str, paths: list[str]
+) -> list[tuple[Call, Call]]:
+    headers = tuple(reader.headers.items())
+    pairs = []
+    for path in paths:
+        await reader.raw("GET", path)
+        searches = [record for record in proxy.take() if "/_search" in record.path_qs]
+        if not searches:
+            raise RuntimeError(f"GET {path} caused no ES search")
+        pairs.append((Call("GET", path, headers), _es_call(es_url, searches[0])))
+    return pairs
+
+
+async def _record_exports(
+    reader: Api, proxy: RecordingProxy, es_url: str, data: Dataset, count: int
+) -> list[ExportCapture]:
+    """The largest jobs' exports, each made once through the capture instance."""
+    headers = tuple(reader.headers.items())
+    captures = []
+    for job in sorted(data.jobs, key=lambda job: job.lines, reverse=True)[:count]:
+        path = f"/api/v1/jobs/{job.id}/logs/export"
+        exported = (await reader.raw("GET", path)).count(b"\n")
+        if exported != job.lines:
+            raise RuntimeError(f"export of {job.id} gave {exported} lines, expected {job.lines}")
+        searches = [record for record in proxy.take() if "/_search" in record.path_qs]
+        captures.append(ExportCapture(path, headers, job.lines, _es_call(es_url, searches[0])))
+    return captures
 
 
 def _es_call(es_url: str, record: Recorded) -> Call:

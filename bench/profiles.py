@@ -28,6 +28,9 @@ class Profile:
     p6_duration_s: float
     p7_streams_per_job: int  # over 100 jobs; compared with 1 per job
     p7_phase_s: float  # writing per phase (1 stream per job, then p7_streams_per_job)
+    space_queries: int  # distinct space searches captured
+    space_samples: int  # per side, at 1 client
+    export_jobs: int  # the largest jobs, each exported per side and round
 
 
 FULL = Profile(
@@ -50,6 +53,9 @@ FULL = Profile(
     p6_duration_s=20.0,
     p7_streams_per_job=10,
     p7_phase_s=10.0,
+    space_queries=50,
+    space_samples=300,
+    export_jobs=3,
 )
 
 QUICK = Profile(
@@ -72,6 +78,9 @@ QUICK = Profile(
     p6_duration_s=3.0,
     p7_streams_per_job=10,  # 1,000 streams as in full; only the phases are shorter
     p7_phase_s=4.0,
+    space_queries=20,
+    space_samples=60,
+    export_jobs=2,
 )
 
 PROFILES = {profile.name: profile for profile in (FULL, QUICK)}

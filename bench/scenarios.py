@@ -11,6 +11,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import orjson
+
 from bench import wrk
 from bench.loadgen import (
     BulkTemplate,
@@ -31,7 +34,7 @@ from bench.loadgen import (
     run_streams,
     run_throughput,
 )
-from bench.prepare import P1_LINES, P1_WRITERS, Ctx, scratch_index
+from bench.prepare import P1_LINES, P1_WRITERS, Ctx, ExportCapture, scratch_index
 from bench.procs import Proc
 from bench.profiles import FULL
 from bench.quality.scenario import q_estimate, q_quality
@@ -51,6 +54,7 @@ FANOUT_WRITERS = 4
 FANOUT_POST_INTERVAL_S = 0.1  # per writer: at most 40 appends/s over the 100 jobs (one per job every 2.5 s)
 FANOUT_OPEN_CONCURRENCY = 50
 FANOUT_SEARCH_RATIO = 1.2
+EXPORT_IN_FLIGHT = 3  # as `service.stores.es_logs.EXPORT_WINDOWS_IN_FLIGHT`
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +170,81 @@ async def p3_search(ctx: Ctx) -> Outcome:
         rows += _pair_rows("P3", f"search q=2 words+level, {clients} cl.", result, {50: within, 99: within})
         details[f"clients_{clients}"] = {side: _latency_summary(ms) for side, ms in result.ms.items()}
     return rows, details
+
+
+async def s_space_search(ctx: Ctx) -> Outcome:
+    """A search across the jobs of the log space (two words, a level, a week), against the first ES `_search`
+    each one caused: what Elasticsearch does alone for it."""
+    result = await _latency(ctx, _read_plan(ctx, ctx.captures.space, ctx.profile.space_samples, 1))
+    rows = _pair_rows("S", "space search q=2 words+level, 7 days, 1 cl.", result, {})
+    return rows, {side: _latency_summary(ms) for side, ms in result.ms.items()}
+
+
+async def e_export(ctx: Ctx) -> Outcome:
+    """Whole-job exports (NDJSON) of the largest jobs, against ES answering the service's own page requests for
+    the same job (only the seq window moves), both read to the end in this process."""
+    seconds = {"service": 0.0, "es": 0.0}
+    lines = {"service": 0, "es": 0}
+    async with aiohttp.ClientSession() as session:
+        for round_number in range(ctx.profile.rounds):
+            for side in order(("service", "es"), round_number):
+                for capture in ctx.captures.export:
+                    started = time.perf_counter()
+                    if side == "service":
+                        got = await _export_through_service(session, ctx.service.base_url, capture)
+                    else:
+                        got = await _export_from_es(session, capture)
+                    seconds[side] += time.perf_counter() - started
+                    if got != capture.lines:
+                        raise RuntimeError(f"{side} export gave {got} lines, expected {capture.lines}")
+                    lines[side] += got
+    rate = {side: lines[side] / seconds[side] for side in seconds}
+    samples = f"{ctx.profile.rounds}x{len(ctx.captures.export)}"
+    row = Row(
+        "E",
+        "export ndjson, largest jobs",
+        "lines/s",
+        rate["service"],
+        rate["es"],
+        ratio=ratio(rate["service"], rate["es"]),
+        target="≥ 100,000",
+        ok=rate["service"] >= 100_000,
+        samples=samples,
+    )
+    return [row], {"lines": lines, "seconds": seconds}
+
+
+async def _export_through_service(session: aiohttp.ClientSession, base_url: str, capture: ExportCapture) -> int:
+    count = 0
+    async with session.get(base_url + capture.path, headers=dict(capture.headers)) as response:
+        response.raise_for_status()
+        async for chunk in response.content.iter_chunked(1 << 16):
+            count += chunk.count(b"\n")
+    return count
+
+
+async def _export_from_es(session: aiohttp.ClientSession, capture: ExportCapture) -> int:
+    """The service's own window requests (`LogStore.export_batches`: seq windows of one page, a few in flight),
+    each window's ``seq`` range moved in the recorded body."""
+    page = capture.first_page
+    recorded = orjson.loads(page.body or b"{}")
+    size = int(recorded["size"])
+
+    async def window(start: int) -> int:
+        body = orjson.loads(page.body or b"{}")
+        for clause in body["query"]["bool"]["filter"]:
+            if "range" in clause and "seq" in clause["range"]:
+                clause["range"]["seq"] = {"gte": start, "lte": start + size - 1}
+        async with session.request(
+            page.method, page.url, data=orjson.dumps(body), headers=dict(page.headers)
+        ) as answer:
+            return len(orjson.loads(await answer.read()).get("hits", {}).get("hits", []))
+
+    starts = list(range(1, capture.lines + 1, size))
+    count = 0
+    for group in range(0, len(starts), EXPORT_IN_FLIGHT):
+        count += sum(await asyncio.gather(*(window(start) for start in starts[group : group + EXPORT_IN_FLIGHT])))
+    return count
 
 
 def reads_estimate(samples: tuple[int, int], ms_at_one: float, rps_at_many: float, ctx: Ctx) -> float:
@@ -538,6 +617,8 @@ SCENARIOS = (
     Scenario("P5", p5_list, p5_estimate),
     Scenario("P2", p2_tail, lambda ctx: reads_estimate(ctx.profile.p2_samples, 10.0, 150.0, ctx)),
     Scenario("P3", p3_search, lambda ctx: reads_estimate(ctx.profile.p3_samples, 18.0, 100.0, ctx)),
+    Scenario("S", s_space_search, lambda ctx: 2 * (ctx.profile.space_samples + ctx.profile.warmup) * 0.05 + 5.0),
+    Scenario("E", e_export, lambda ctx: ctx.profile.rounds * len(ctx.captures.export) * 2 * 3.0 + 5.0),
     Scenario("P1", p1_ingest, p1_estimate),
     Scenario("P6", p6_fresh, p6_estimate),
     Scenario("P7", p7_fanout, p7_estimate),

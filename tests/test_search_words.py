@@ -73,3 +73,9 @@ def test_highlights_cover_every_match_in_characters() -> None:
 
 def test_quotes_make_phrases_and_symbol_only_words_are_kept() -> None:
     assert [word.text for word in parse_words('"bound  to" x=1 "')] == ["bound to", "x=1"]
+
+
+def test_one_token_words_need_no_second_check() -> None:
+    assert WordMatcher(parse_words("zstd 15ms")).candidates_exact is False  # "15ms" is two tokens
+    assert WordMatcher(parse_words("zstd amd")).candidates_exact is True
+    assert WordMatcher(parse_words("zstd amd")).verifies("anything: the index decided")

@@ -284,7 +284,7 @@ class LogService:
                 scanned += 1
                 position = _sort_position(source)
                 if _acknowledged(source, windows.get(source["job_id"])) and (
-                    matcher is None or matcher.matches(source["message"])
+                    matcher is None or matcher.verifies(source["message"])
                 ):
                     kept.append((source, position))
                     if len(kept) > query.limit:

@@ -9,7 +9,8 @@ written by ``create`` so a retried bulk can never store a line twice.
 from __future__ import annotations
 
 import asyncio
-import functools
+import collections
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -389,9 +390,9 @@ class LogStore:
         batch = wanted
         while True:
             sources = await self._page_sources(
-                job_id, job_created_ms, visible_seq, abandoned, query, ascending, search_after, batch
+                job_id, job_created_ms, {"lte": visible_seq}, abandoned, query, ascending, search_after, batch
             )
-            kept.extend(source for source in sources if matcher is None or matcher.matches(source["message"]))
+            kept.extend(source for source in sources if matcher is None or matcher.verifies(source["message"]))
             if len(kept) >= wanted or len(sources) < batch:
                 break
             search_after = sources[-1]["seq"]
@@ -406,15 +407,15 @@ class LogStore:
         self,
         job_id: str,
         job_created_ms: int,
-        visible_seq: int,
+        seq_range: dict[str, int],
         abandoned: Sequence[tuple[int, int]],
         query: LogQuery,
         ascending: bool,
         search_after: int | None,
         size: int,
     ) -> list[dict[str, Any]]:
-        """The ``_source`` of up to ``size`` candidate lines after (or before) ``search_after`` in seq order."""
-        seq_range: dict[str, int] = {"lte": visible_seq}
+        """The ``_source`` of up to ``size`` candidate lines in ``seq_range`` after (or before) ``search_after``,
+        in seq order."""
         response = await self._es.search(
             index=index_for(self._settings.index_prefix, job_created_ms),
             routing=job_id,
@@ -474,30 +475,35 @@ class LogStore:
     async def export_batches(
         self, job_id: str, job_created_ms: int, visible_seq: int, abandoned: Sequence[tuple[int, int]], query: LogQuery
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every matching line up to ``visible_seq`` in ascending seq, in batches; the next batch is fetched
-        while the caller writes this one."""
+        """Every matching line up to ``visible_seq`` in ascending seq, in batches. The job's seqs are cut into
+        windows of `EXPORT_BATCH` (a window holds at most that many lines: seqs are unique), and
+        `EXPORT_WINDOWS_IN_FLIGHT` of them are fetched at once while the caller writes the oldest: Elasticsearch
+        works on the next pages while the service encodes this one."""
         matcher = WordMatcher(query.words) if query.words else None
-        fetch = functools.partial(
-            self._page_sources, job_id, job_created_ms, visible_seq, abandoned, query, True, size=EXPORT_BATCH
-        )
-        pending = asyncio.ensure_future(fetch(0))
+        starts = iter(range(1, visible_seq + 1, EXPORT_BATCH))
+
+        def fetch(start: int) -> asyncio.Task[list[dict[str, Any]]]:
+            window = {"gte": start, "lte": min(visible_seq, start + EXPORT_BATCH - 1)}
+            return asyncio.create_task(
+                self._page_sources(job_id, job_created_ms, window, abandoned, query, True, None, EXPORT_BATCH)
+            )
+
+        pending = collections.deque(fetch(start) for start in itertools.islice(starts, EXPORT_WINDOWS_IN_FLIGHT))
         try:
-            while True:
-                sources = await pending
-                if len(sources) == EXPORT_BATCH:
-                    pending = asyncio.ensure_future(fetch(sources[-1]["seq"]))
+            while pending:
+                sources = await pending.popleft()
+                if (start := next(starts, None)) is not None:
+                    pending.append(fetch(start))
                 kept = [
                     line_view(source, None, False)
                     for source in sources
-                    if matcher is None or matcher.matches(source["message"])
+                    if matcher is None or matcher.verifies(source["message"])
                 ]
                 if kept:
                     yield kept
-                if len(sources) < EXPORT_BATCH:
-                    return
         finally:
-            if not pending.done():
-                pending.cancel()
+            for task in pending:
+                task.cancel()
 
     async def search_space(
         self, space_id: str, query: SpaceLogQuery, after: tuple[int, str, int] | None, size: int, timeout_s: float
@@ -563,6 +569,7 @@ class LogStore:
 INDEX_LIST_MAX_AGE_S = 5.0
 CANDIDATE_BATCH = 1000
 EXPORT_BATCH = 5000
+EXPORT_WINDOWS_IN_FLIGHT = 3
 
 
 def job_lines_query(
