@@ -79,3 +79,12 @@ def test_one_token_words_need_no_second_check() -> None:
     assert WordMatcher(parse_words("zstd 15ms")).candidates_exact is False  # "15ms" is two tokens
     assert WordMatcher(parse_words("zstd amd")).candidates_exact is True
     assert WordMatcher(parse_words("zstd amd")).verifies("anything: the index decided")
+
+
+def test_terminal_colours_are_not_part_of_words() -> None:
+    message = "\x1b[31mimg\x1b[0m in red, \x1b[1;32mOK\x1b[0m"
+    assert matches("img", message)
+    assert matches('"img in red"', message)
+    assert not matches("31mimg", message)
+    assert WordMatcher(parse_words("img ok")).highlights(message) == [[5, 8], [28, 30]]
+    assert search_fields(message).words == "img in red , ok"

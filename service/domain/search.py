@@ -41,9 +41,22 @@ class SearchFields:
     joins: str | None  # None when the message has no mixed-case letter run
 
 
+# Terminal escape sequences (colours: ``ESC[31m``) are formatting, not text: they are searched as spaces, so
+# ``img`` is found in ``ESC[31mimg ESC[0m`` as a person sees it on screen, and offsets stay those of the message.
+ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+def searchable(message: str) -> str:
+    """The message as search sees it: the same length, its escape sequences blanked."""
+    if "\x1b" not in message:
+        return message
+    return ESCAPE_SEQUENCE.sub(lambda found: " " * len(found.group()), message)
+
+
 def search_fields(message: str) -> SearchFields:
     """The ``words`` and ``joins`` values of a message (see the module docstring)."""
-    return SearchFields(" ".join(WORD_TOKEN.findall(_lower(message))), _joins(message))
+    text = searchable(message)
+    return SearchFields(" ".join(WORD_TOKEN.findall(_lower(text))), _joins(text))
 
 
 def _lower(text: str) -> str:
@@ -157,11 +170,13 @@ class WordMatcher:
         return self.candidates_exact or self.matches(message)
 
     def matches(self, message: str) -> bool:
-        return all(next(self._occurrences(pattern, message), None) is not None for pattern in self._patterns)
+        text = searchable(message)
+        return all(next(self._occurrences(pattern, text), None) is not None for pattern in self._patterns)
 
     def highlights(self, message: str) -> list[list[int]]:
         """``[[start, end], …]``: every match of every word, in characters of ``message``, sorted and merged."""
-        spans = sorted(span for pattern in self._patterns for span in self._occurrences(pattern, message))
+        text = searchable(message)
+        spans = sorted(span for pattern in self._patterns for span in self._occurrences(pattern, text))
         merged: list[list[int]] = []
         for start, end in spans:
             if merged and start <= merged[-1][1]:
