@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs/checks the system tools the local stack needs: redis-server (Debian package),
-# Maven (to fetch Elasticsearch once), a Java 21+ JDK (to run it), and what `make venv` needs
-# for `python3 -m venv` (Debian ships ensurepip apart, in python3-venv). Idempotent and quiet
-# when everything is present. Installs with apt-get only when running as root.
+# Maven (to fetch Elasticsearch once), a Java 21+ JDK (to run it), what `make venv` needs
+# for `python3 -m venv` (Debian ships ensurepip apart, in python3-venv), and Chromium for the
+# web viewer's browser tests. Idempotent and quiet when everything is present. Installs with
+# apt-get only when running as root.
 set -euo pipefail
 
 # `python3 -m venv` bootstraps pip with ensurepip; without it (Debian without python3-venv) it fails.
@@ -11,6 +12,8 @@ venv_works() { python3 -c 'import ensurepip, venv' >/dev/null 2>&1; }
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mvn >/dev/null || missing+=(maven)
+# the browser the web viewer's tests drive (tests/ui_helpers.py): Debian's, never a browser download of its own
+command -v chromium >/dev/null || missing+=(chromium)
 if ! command -v python3 >/dev/null; then
     missing+=(python3 python3-venv)
 elif ! venv_works; then

@@ -31,6 +31,7 @@ from service.api.context import (
 from service.api.handlers import routes
 from service.api.middleware import auth_middleware, error_middleware, observe_middleware
 from service.api.streams import routes as stream_routes
+from service.api.ui import routes as ui_routes
 from service.observability import AccessLog, Metrics
 from service.services.auth import Authenticator
 from service.services.background import BackgroundWorker
@@ -80,6 +81,7 @@ def create_app(settings: Settings) -> web.Application:
         app.cleanup_ctx.append(background_ctx)
     app.add_routes(routes)
     app.add_routes(stream_routes)
+    app.add_routes(ui_routes)  # the web viewer's static files, at /ui/
     return app
 
 
