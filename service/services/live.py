@@ -250,6 +250,9 @@ class Feed:
             if not live:
                 # nobody to hand lines to: only the watermark moves (a stream that catches up starts from it)
                 window = await logs.seq_state(key.space_id, key.job_id)
+                if any(not stream.lagging for stream in self.streams):
+                    # A stream caught up meanwhile, up to the old mark: the lines above it are its to get.
+                    continue
                 self.covered_seq = max(self.covered_seq, window.visible_seq)
                 break
             page, covered = await logs.read_covering(key.space_id, key.job_id, query)
