@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BIN="${VENV:-.venv}/bin"
-TYPED=(service devstack tests bench)  # what mypy --strict checks; ruff checks the whole tree
+TYPED=(service joblens_client devstack tests bench)  # what mypy --strict checks; ruff checks the whole tree
 
 step() {
     echo "==> $*"

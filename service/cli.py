@@ -1,4 +1,5 @@
-"""The ``joblens`` command: serve, spaces, keys, stack."""
+"""The ``joblens`` command: serve, spaces, keys, stack; and the terminal client (jobs, progress, logs, search),
+which lives in `joblens_client.terminal` and uses only the public HTTP API."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from redis.exceptions import InvalidResponse
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from devstack.commands import add_stack_commands
+from joblens_client.terminal import add_terminal_commands
 from service.app import DependencyUnreachable, create_app, elasticsearch_client, new_event_loop, redis_client
 from service.domain.scopes import parse_scopes
 from service.observability import configure_json_logging
@@ -83,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=_upgrade_indices)
 
     add_stack_commands(commands)
+    add_terminal_commands(commands)
     return parser
 
 
