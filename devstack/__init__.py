@@ -28,8 +28,10 @@ paths and ports, so more nodes can be added later):
     elasticsearch  one node: ``EsPaths``, Java, the Maven download, unpacking, config, the unprivileged
                    user, start, readiness; ``ELASTICSEARCH_VERSION``
     stack          ``up``, ``down``, ``status``, ``info``, ``StackInfo``, ``StackError``
-    commands       ``add_stack_commands`` (``joblens stack up|down|status|env``) and ``main``
+    cluster        the cluster stack under ``<state dir>/cluster/``: a Redis Cluster (3 primaries, 3 replicas)
+                   and 3 Elasticsearch nodes; ``up``, ``down``, ``status``, ``info``, ``ClusterInfo``
+    commands       ``add_stack_commands`` (``joblens stack up|down|status|env [--cluster]``) and ``main``
 
-CLI: ``add_stack_commands`` registers ``stack up|down|status|env`` on an argparse
-parser; ``python -m devstack up|down|status|env`` works standalone.
+CLI: ``add_stack_commands`` registers ``stack up|down|status|env [--cluster]`` on an argparse
+parser; ``python -m devstack up|down|status|env [--cluster]`` works standalone.
 """

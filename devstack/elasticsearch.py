@@ -36,6 +36,7 @@ class EsPaths:
     """The files of one Elasticsearch node, under its dir (the distribution is unpacked in it too)."""
 
     dir: Path
+    cluster_name: str = ES_CLUSTER_NAME  # names the node's log file
 
     @property
     def home(self) -> Path:
@@ -68,7 +69,7 @@ class EsPaths:
 
     @property
     def log(self) -> Path:
-        return self.logs / f"{ES_CLUSTER_NAME}.log"
+        return self.logs / f"{self.cluster_name}.log"
 
     @property
     def launcher_log(self) -> Path:
@@ -188,17 +189,40 @@ def unpack(node: EsPaths) -> None:
 # --------------------------------------------------------------------------- config and user
 
 
-def config(node: EsPaths, http_port: int, transport_port: int) -> str:
+@dataclass(frozen=True)
+class NodeRole:
+    """Which cluster a node belongs to and how it finds the others: no seeds means a single-node cluster."""
+
+    node_name: str = ES_NODE_NAME
+    seed_transport_ports: tuple[int, ...] = ()
+    initial_masters: tuple[str, ...] = ()  # the master-eligible nodes that bootstrap a new cluster
+
+
+SINGLE_NODE = NodeRole()
+
+
+def _discovery(node: EsPaths, role: NodeRole) -> dict[str, str]:
+    if not role.seed_transport_ports:
+        return {"discovery.type": "single-node"}
+    seeds = ", ".join(f'"{LOOPBACK}:{port}"' for port in role.seed_transport_ports)
+    settings = {"discovery.seed_hosts": f"[{seeds}]"}
+    # Only to bootstrap: a node that already holds cluster state must not be told to form a new cluster again.
+    if not (node.data / "_state").exists():
+        settings["cluster.initial_master_nodes"] = "[" + ", ".join(f'"{name}"' for name in role.initial_masters) + "]"
+    return settings
+
+
+def config(node: EsPaths, http_port: int, transport_port: int, role: NodeRole = SINGLE_NODE) -> str:
     """The node's elasticsearch.yml."""
     settings = {
-        "cluster.name": ES_CLUSTER_NAME,
-        "node.name": ES_NODE_NAME,
+        "cluster.name": node.cluster_name,
+        "node.name": role.node_name,
         "path.data": str(node.data),
         "path.logs": str(node.logs),
         "network.host": LOOPBACK,
         "http.port": str(http_port),
         "transport.port": str(transport_port),
-        "discovery.type": "single-node",
+        **_discovery(node, role),
         "xpack.security.enabled": "false",
         "cluster.routing.allocation.disk.threshold_enabled": "false",
     }
@@ -227,14 +251,14 @@ def _chown_tree(root: Path, user: str) -> None:
             os.lchown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid)
 
 
-def prepare(node: EsPaths, http_port: int, transport_port: int, user: str | None) -> None:
+def prepare(node: EsPaths, http_port: int, transport_port: int, user: str | None, role: NodeRole = SINGLE_NODE) -> None:
     """Unpack, start with fresh logs (data is kept: benchmark data survives restarts), write config."""
     unpack(node)
     shutil.rmtree(node.logs, ignore_errors=True)
     for directory in node.owned_dirs:
         directory.mkdir(parents=True, exist_ok=True)
     node.dir.chmod(0o755)
-    (node.home / "config" / "elasticsearch.yml").write_text(config(node, http_port, transport_port))
+    (node.home / "config" / "elasticsearch.yml").write_text(config(node, http_port, transport_port, role))
     if user is not None:
         for directory in node.owned_dirs:
             _chown_tree(directory, user)
@@ -260,11 +284,12 @@ def command(node: EsPaths, java_home: Path, user: str | None) -> list[str]:
     return ["su", "-s", "/bin/bash", user, "-c", shlex.join(launch)]
 
 
-def start(node: EsPaths, http_port: int, transport_port: int, deadline: float) -> int:
-    """Prepare and launch the node (daemonized); returns its pid once the pidfile appears."""
+def start(node: EsPaths, http_port: int, transport_port: int, deadline: float, role: NodeRole = SINGLE_NODE) -> int:
+    """Prepare and launch the node (daemonized); returns its pid once the pidfile appears. The launcher returns
+    once the node has joined its cluster (or given up waiting): start the nodes of a cluster side by side."""
     java_home = find_java_home()
     user = es_user()
-    prepare(node, http_port, transport_port, user)
+    prepare(node, http_port, transport_port, user, role)
     node.pidfile.unlink(missing_ok=True)
     cmd = command(node, java_home, user)
     with node.launcher_log.open("w") as log:

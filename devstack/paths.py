@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from devstack.elasticsearch import EsPaths
 from devstack.errors import StackError
@@ -76,8 +76,18 @@ def save_state(paths: Paths, state: State) -> None:
     tmp.replace(paths.state_file)
 
 
+class Lockable(Protocol):
+    """A state dir with its lock file (the single stack's `Paths`, the cluster's `ClusterPaths`)."""
+
+    @property
+    def root(self) -> Path: ...
+
+    @property
+    def lock_file(self) -> Path: ...
+
+
 @contextlib.contextmanager
-def locked(paths: Paths) -> Iterator[None]:
+def locked(paths: Lockable) -> Iterator[None]:
     """Hold an exclusive lock on the state dir (created world-traversable if missing)."""
     try:
         if not paths.root.is_dir():

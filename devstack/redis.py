@@ -56,8 +56,9 @@ def apt_install(package: str) -> None:
             raise StackError(f"`{' '.join(cmd)}` failed: {last_line(done.stderr or done.stdout)}")
 
 
-def start(node: RedisPaths, port: int, deadline: float) -> int:
-    """Start a daemonized, non-persisting redis-server on `port`; returns its pid."""
+def start(node: RedisPaths, port: int, deadline: float, extra: dict[str, str] | None = None) -> int:
+    """Start a daemonized, non-persisting redis-server on `port` (``extra``: more options, e.g. cluster mode);
+    returns its pid."""
     node.dir.mkdir(parents=True, exist_ok=True)
     node.pidfile.unlink(missing_ok=True)
     node.log.write_text("")
@@ -70,6 +71,7 @@ def start(node: RedisPaths, port: int, deadline: float) -> int:
         "pidfile": str(node.pidfile),
         "dir": str(node.dir),
         "logfile": str(node.log),
+        **(extra or {}),
     }
     cmd = [redis_binary(), *(arg for key, value in options.items() for arg in (f"--{key}", value))]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)

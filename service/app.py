@@ -8,12 +8,14 @@ import dataclasses
 import logging
 import sys
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from service.api.context import (
     ACCESS_LOG,
@@ -38,7 +40,7 @@ from service.services.background import BackgroundWorker
 from service.services.lifecycle import LifecycleService
 from service.services.live import LiveHub
 from service.services.logs import LogService
-from service.settings import Settings
+from service.settings import Settings, redis_cluster_seeds
 from service.stores.es_logs import LogStore
 from service.stores.redis_api_keys import ApiKeyStore
 from service.stores.redis_cache import ReadCache
@@ -99,11 +101,35 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def redis_client(settings: Settings) -> Redis:
+    """The Redis client: standalone, or a cluster client for a `redis+cluster://` URL.
+
+    The cluster client is typed as `Redis` for the stores: they use only what both offer (commands, scripts,
+    pipelines, and transactions whose keys share one slot). The read cache and the live hub hold connections of
+    their own and check which client they got (`keyspace.RedisClient`)."""
+    seeds = redis_cluster_seeds(settings.redis_url)
+    if seeds is not None:
+        return cast(Redis, redis_cluster_client(settings.redis_url, seeds))
     return Redis.from_url(
         settings.redis_url,
         socket_connect_timeout=2,
         socket_timeout=5,
         retry_on_timeout=False,
+    )
+
+
+def redis_cluster_client(url: str, seeds: tuple[tuple[str, int], ...]) -> RedisCluster:
+    """A cluster client that starts from ``seeds`` and learns the rest of the cluster (and every later change of
+    it: MOVED replies, failovers) by itself."""
+    parsed = urllib.parse.urlsplit(url.split(",", 1)[0])  # the credentials come before the first seed
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in seeds],
+        username=urllib.parse.unquote(parsed.username) if parsed.username else None,
+        password=urllib.parse.unquote(parsed.password) if parsed.password else None,
+        ssl=url.startswith("rediss+"),
+        # While one shard has no primary (a failover under way) the others keep serving.
+        require_full_coverage=False,
+        socket_connect_timeout=2,
+        socket_timeout=5,
     )
 
 

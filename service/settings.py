@@ -46,7 +46,9 @@ class Settings:
     port: int = _setting(8080, "Listen port; `joblens serve --port` overrides it.")
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
-        "Redis, standalone (`redis://`, `rediss://` or `unix://`); every multi-key operation stays in one hash slot.",
+        "Redis, standalone (`redis://`, `rediss://` or `unix://`) or a Redis Cluster named by seed nodes"
+        " (`redis+cluster://[user:password@]host:port,host:port`, `rediss+cluster://` with TLS; the client finds"
+        " the other nodes itself); every multi-key operation stays in one hash slot.",
     )
     elasticsearch_urls: tuple[str, ...] = _setting(
         ("http://127.0.0.1:9200",), "Elasticsearch nodes, comma-separated; requests are spread over them."
@@ -278,6 +280,33 @@ def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     return convert
 
 
+REDIS_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+
+
+def redis_cluster_seeds(url: str) -> tuple[tuple[str, int], ...] | None:
+    """The (host, port) seed nodes of a `redis+cluster://` URL, None for a standalone URL; `ValueError` if a seed
+    is not ``host:port`` or the URL names a database other than 0 (a cluster has only that one)."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in REDIS_CLUSTER_SCHEMES:
+        return None
+    netloc, _, path = rest.partition("/")
+    if path.split("?")[0] not in ("", "0"):
+        raise ValueError(url)
+    seeds = []
+    for seed in netloc.rpartition("@")[2].split(","):
+        host, _, port = seed.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(url)
+        seeds.append((host.strip("[]"), int(port)))
+    return tuple(seeds)
+
+
+def _redis_url(raw: str) -> str:
+    url = _url(("redis", "rediss", "unix", *REDIS_CLUSTER_SCHEMES))(raw)
+    redis_cluster_seeds(url)  # a cluster URL must name its seeds well
+    return url
+
+
 def _url_list(raw: str) -> tuple[str, ...]:
     urls = tuple(part.strip() for part in raw.split(",") if part.strip())
     if not urls:
@@ -292,7 +321,7 @@ _STR = _typed(str, "a string")
 _PARSERS: dict[str, _Parser[Any]] = {
     "host": _STR,
     "port": _INT,
-    "redis_url": _typed(_url(("redis", "rediss", "unix")), "a redis:// URL"),
+    "redis_url": _typed(_redis_url, "a redis:// URL"),  # or redis+cluster://…: the description says so
     "elasticsearch_urls": _typed(_url_list, "comma-separated http(s):// URLs"),
     "index_prefix": _STR,
     "index_templates_dir": _STR,

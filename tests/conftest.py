@@ -3,6 +3,10 @@
 Where they come from, in order: ``JOBLENS_REDIS_URL`` and ``JOBLENS_ELASTICSEARCH_URL`` (set by
 ``scripts/test.sh`` from the local stack); else testcontainers when a Docker engine answers; else the local
 stack is brought up here. If none of that works the tests fail — they never skip.
+
+The same tests run on the cluster stack (``joblens stack env --cluster``: a ``redis+cluster://`` URL, several
+Elasticsearch nodes, ``JOBLENS_INDEX_REPLICAS``): then the app gets every Elasticsearch node and indices with
+replicas, and the run claims the whole Redis Cluster (it has one database only).
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from elasticsearch import AsyncElasticsearch
 from redis import Redis as BlockingRedis
 from redis.asyncio import Redis
+from redis.cluster import RedisCluster as BlockingRedisCluster
 
 from service.app import create_app, elasticsearch_client, redis_client
-from service.settings import Settings
+from service.settings import Settings, redis_cluster_seeds
 from service.stores.redis_api_keys import ApiKeyStore
 from tests.helpers import AppFactory, RedisServerFactory, Tenant
 from tests.servers import RedisProcess
@@ -38,7 +43,13 @@ RUN_CLAIM_TTL_S = 6 * 3600  # far longer than any run; a run killed before its e
 @dataclass(frozen=True)
 class Backends:
     redis_url: str
-    elasticsearch_url: str
+    elasticsearch_url: str  # the first node
+    elasticsearch_urls: tuple[str, ...] = ()  # every node (default: the first only)
+    index_replicas: int = 0
+
+    @property
+    def cluster(self) -> bool:
+        return redis_cluster_seeds(self.redis_url) is not None
 
 
 def _docker_answers() -> bool:
@@ -55,7 +66,9 @@ def backends() -> Iterator[Backends]:
     redis_url = os.environ.get("JOBLENS_REDIS_URL")
     es_url = os.environ.get("JOBLENS_ELASTICSEARCH_URL")
     if redis_url and es_url:
-        yield Backends(redis_url, es_url.split(",")[0])
+        es_urls = tuple(url.strip() for url in es_url.split(",") if url.strip())
+        replicas = int(os.environ.get("JOBLENS_INDEX_REPLICAS") or 0)
+        yield Backends(redis_url, es_urls[0], es_urls, replicas)
     elif _docker_answers():
         from testcontainers.community.elasticsearch import ElasticSearchContainer
         from testcontainers.community.redis import RedisContainer
@@ -89,6 +102,9 @@ def test_redis_url(backends: Backends) -> Iterator[str]:
     a key set only if absent, then emptied together with setting the claim again (FLUSHDB removes it too); the
     claim is given up when the run ends."""
     token = secrets.token_hex(8)
+    if backends.cluster:
+        yield from _claimed_cluster(backends.redis_url, token)
+        return
     for db in TEST_REDIS_DBS:
         url = _db_url(backends.redis_url, db)
         with BlockingRedis.from_url(url) as claiming:
@@ -105,12 +121,30 @@ def test_redis_url(backends: Backends) -> Iterator[str]:
             releasing.delete(RUN_CLAIM_KEY)
 
 
+def _claimed_cluster(redis_url: str, token: str) -> Iterator[str]:
+    """A Redis Cluster has one database: the run claims the whole cluster, empties it and keeps the claim."""
+    seeds = redis_cluster_seeds(redis_url)
+    assert seeds
+    client = BlockingRedisCluster(host=seeds[0][0], port=seeds[0][1], require_full_coverage=False)
+    try:
+        if not client.set(RUN_CLAIM_KEY, token, nx=True, ex=RUN_CLAIM_TTL_S):
+            raise AssertionError(f"the Redis Cluster is held by another run ({RUN_CLAIM_KEY})")
+        client.flushall()  # on every primary; the claim goes too, and is set again at once
+        client.set(RUN_CLAIM_KEY, token, ex=RUN_CLAIM_TTL_S)
+        yield redis_url
+        if client.get(RUN_CLAIM_KEY) == token.encode():
+            client.delete(RUN_CLAIM_KEY)
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def settings(backends: Backends, test_redis_url: str) -> Settings:
     """Settings for one test: its own index prefix, this run's Redis database, background loops off."""
     return Settings(
         redis_url=test_redis_url,
-        elasticsearch_urls=(backends.elasticsearch_url,),
+        elasticsearch_urls=backends.elasticsearch_urls or (backends.elasticsearch_url,),
+        index_replicas=backends.index_replicas,
         index_prefix=f"jlt-{secrets.token_hex(4)}",
         connect_timeout_s=5,
         background_tasks=False,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import time
+import traceback
 from typing import Any
 
 import elastic_transport
@@ -30,6 +32,7 @@ PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
+REDIS_CONNECTION_MODULE = os.path.join("redis", "asyncio", "connection.py")
 REDIS_DOWN: tuple[type[BaseException], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
@@ -86,6 +89,14 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         )
 
 
+def _a_closed_redis_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` is redis-py's asyncio write to a connection that closed under it (a node killed, a failover):
+    the transport's internals are gone, and the write fails with an AttributeError or TypeError instead of a
+    ConnectionError (redis/redis-py#3546, #4287). It is the same outage, and answers the same 503."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    return bool(frames) and any(frame.filename.endswith(REDIS_CONNECTION_MODULE) for frame in frames[-3:])
+
+
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as ``{"error": ...}`` with its status; nothing internal reaches the client."""
@@ -99,6 +110,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return error_response(exc.status, _http_message(exc), _kept_headers(exc))
+    except (AttributeError, TypeError) as exc:
+        if not _a_closed_redis_connection(exc):
+            log.exception("unhandled error during %s %s", request.method, request.path)
+            return error_response(500, "Internal server error")
+        request.app[METRICS].store_errors.labels("redis").inc()
+        log.warning("redis connection closed under a write during %s %s: %r", request.method, request.path, exc)
+        return error_response(503, "Redis is unavailable; retry later")
     except REDIS_DOWN as exc:
         request.app[METRICS].store_errors.labels("redis").inc()
         log.warning("redis unavailable during %s %s: %s", request.method, request.path, exc)

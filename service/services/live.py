@@ -2,9 +2,10 @@
 
 One *feed* per followed job and filter (levels, text) reads each new range of lines once — whatever the number
 of streams following it — and hands it to them as a batch. Feeds are woken by the job's ``…:live`` pub/sub
-channel (`keyspace.SpaceKeys.log_live`, published by every append's finishing script), through one pub/sub
-connection for the whole process, and also poll every ``stream_poll_interval_s``: pub/sub is at-most-once, so a
-lost wake-up only delays. Status and progress are polled by the feed too (once per job and filter, not per stream).
+channel (`keyspace.SpaceKeys.log_live`, sharded pub/sub: published by every append's finishing script), through
+one pub/sub connection for the whole process (on a Redis Cluster, one per node owning a followed channel), and
+also poll every ``stream_poll_interval_s``: pub/sub is at-most-once, so a lost wake-up only delays. Status and
+progress are polled by the feed too (once per job and filter, not per stream).
 
 A *stream* holds only its cursor (every matching line up to it was written to its client) and a small bounded
 queue of batches. A stream whose queue is full, and every stream at its start, reads from Elasticsearch by its
@@ -25,15 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub
 
 from service.domain.errors import JobNotFound, TooManyStreams, Unavailable
 from service.domain.jobs import TERMINAL_STATUSES
 from service.domain.logs import LOGS_LIMIT_MAX, LogQuery, StreamStart
 from service.services.logs import LogService
 from service.settings import Settings
-from service.stores.keyspace import SpaceKeys, text
+from service.stores.keyspace import RedisClient, SpaceKeys, text
 from service.stores.redis_jobs import JobStore
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ class Feed:
 class LiveHub:
     """Every log stream of this process; see the module docstring."""
 
-    def __init__(self, redis: Redis, logs: LogService, jobs: JobStore, settings: Settings) -> None:
+    def __init__(self, redis: RedisClient, logs: LogService, jobs: JobStore, settings: Settings) -> None:
         self.redis = redis
         self.logs = logs
         self.jobs = jobs
@@ -388,21 +389,36 @@ class LiveHub:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _listen_once(self, pubsub: PubSub, stopping: asyncio.Event) -> None:
+        """Sharded pub/sub (SSUBSCRIBE; the appends SPUBLISH): on a cluster a job's channel lives on its space's
+        slot, so only that shard carries its messages, and the cluster client keeps one connection per node that
+        owns a followed channel (moving a subscription when its slot moves). Standalone Redis 7 has it too."""
         subscribed: set[str] = set()
         while not stopping.is_set():
             self._channels_changed.clear()
             wanted = set(self._channels)
             if wanted - subscribed:
-                await pubsub.subscribe(*(wanted - subscribed))
+                await pubsub.ssubscribe(*(wanted - subscribed))
             if subscribed - wanted:
-                await pubsub.unsubscribe(*(subscribed - wanted))
+                await pubsub.sunsubscribe(*(subscribed - wanted))
             subscribed = wanted
             if not subscribed:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(SUBSCRIBE_CHECK_S):
                         await self._channels_changed.wait()
                 continue
-            message = await pubsub.get_message(timeout=SUBSCRIBE_CHECK_S)
-            if message is not None and message.get("type") == "message":
+            message = await _next_message(pubsub)
+            if message is not None and message.get("type") == "smessage":
                 for feed in self._channels.get(text(message["channel"]), ()):
                     feed.wake.set()
+
+
+async def _next_message(pubsub: PubSub) -> dict[str, Any] | None:
+    """The next message on any subscribed channel, None after `SUBSCRIBE_CHECK_S` without one. A cluster's pub/sub
+    reads its per-node connections in turn (each for up to that long)."""
+    if isinstance(pubsub, ClusterPubSub):
+        message = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=SUBSCRIBE_CHECK_S)
+        if message is None and not pubsub.node_pubsub_mapping:
+            await asyncio.sleep(SUBSCRIBE_CHECK_S)  # no node connection yet: no busy loop
+        return message
+    answer: dict[str, Any] | None = await pubsub.get_message(timeout=SUBSCRIBE_CHECK_S)
+    return answer

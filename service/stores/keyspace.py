@@ -1,14 +1,30 @@
 """Every Redis key joblens uses, in one place.
 
 Keys of one space share the hash tag ``{<spaceId>}``, so every multi-key script or transaction of a space stays
-in one Redis Cluster slot. Only three keys are global, and they are only ever touched by single-key commands:
-``jl:spaces`` (hash spaceId → space JSON), ``jl:keyindex`` (hash keyId → spaceId, for `keys revoke`) and
-``jl:due-spaces`` (zset spaceId → earliest time something may be due there: a hint for the background sweep).
+in one Redis Cluster slot, and so do the pub/sub channels of its jobs (sharded pub/sub: ``SPUBLISH`` in a script
+on the space's slot). API keys are per space too (``…:apikey:<sha256>``: the presented key names its space).
+
+Only three keys are global, and they are designed for a cluster by being touched only by single-key commands,
+never inside a space's script or transaction: ``jl:spaces`` (hash spaceId → space JSON), ``jl:keyindex`` (hash
+keyId → spaceId, for `keys revoke`) and ``jl:due-spaces`` (zset spaceId → earliest time something may be due
+there: a hint for the background sweep). Each lives in the slot of its own name, on one primary. They are small
+(one field per space or key) and touched by administration and the sweep, never per request: a request
+authenticates and reads within its space's slot. Where an operation writes a global key and a space's keys, the
+order is chosen so that a failure between the two is harmless (see `redis_api_keys`, `redis_transitions.rehint`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+# What connects to Redis: a standalone client or a cluster client. The stores use only what both offer (commands,
+# scripts, pipelines, transactions on one slot); the read cache and the live hub, which hold connections of their
+# own, look at which one they got.
+RedisClient: TypeAlias = Redis | RedisCluster
 
 SPACES = "jl:spaces"
 KEY_INDEX = "jl:keyindex"
@@ -72,8 +88,9 @@ class SpaceKeys:
         return f"{self.prefix}:job:{job_id}:abandoned"
 
     def log_live(self, job_id: str) -> str:
-        """Pub/sub channel: "the job's lines are visible up to <seq>", published after an append (a wake-up for
-        the live streams; at-most-once, never needed for correctness)."""
+        """Sharded pub/sub channel (``SPUBLISH``/``SSUBSCRIBE``, Redis 7+; on a cluster it lives on the space's
+        slot, so only that shard carries it): "the job's lines are durable up to <seq>", published after an append
+        (a wake-up for the live streams; at-most-once, never needed for correctness)."""
         return f"{self.prefix}:job:{job_id}:live"
 
     @property

@@ -9,7 +9,7 @@ Keys owned (all under the space's hash tag, see `keyspace.SpaceKeys`):
   ``…:job:<jobId>:abandoned``    zset ``first:last`` → first: ranges whose append failed or whose lease expired
   ``…:job:<jobId>:idem:<sha>``   ``pending:<bodySha>`` or ``done:<bodySha>:<answer JSON>`` per Idempotency-Key
   ``…:logs:to-clean``            zset jobId → time of its latest abandoned range (the janitor's queue, per space)
-  ``…:job:<jobId>:live``         pub/sub channel: the durability watermark, published by an append's finish
+  ``…:job:<jobId>:live``         sharded pub/sub channel (SPUBLISH): the durability watermark, from an append's finish
 
 Why: concurrent writers make lines searchable out of seq order. A tailer reading ``seq > N`` must never get
 past a seq that is still being written, or it would skip it forever. Writers reserve a range, index it (durable,
@@ -137,7 +137,7 @@ if ARGV[4] ~= '0' then
   end
 end
 local durable = advance(ARGV[6])
-if held == 1 and ARGV[5] == 'show' then redis.call('PUBLISH', ARGV[7], durable) end
+if held == 1 and ARGV[5] == 'show' then redis.call('SPUBLISH', ARGV[7], durable) end
 return {held, durable}
 """
 )

@@ -17,6 +17,8 @@ from typing import Any, Literal, cast
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+from redis.commands.core import AsyncScript
 
 from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.errors import JobNotFound, WrongState
@@ -356,14 +358,33 @@ class TransitionStore:
         where the job is gone."""
         keys = SpaceKeys(space_id)
         script = self._scripts[operation.action]
+        changed = [key for job_id, _ in jobs for key in (keys.job(job_id), keys.events(job_id))]
+        replies = await self._cache.writing(changed, self._run_each(script, keys, space_id, jobs))
+        return [None if text(r[0]) == "missing" else _transition(r) for r in replies]
+
+    async def _run_each(
+        self, script: AsyncScript, keys: SpaceKeys, space_id: str, jobs: Sequence[tuple[str, str]]
+    ) -> list[Any]:
+        if not isinstance(self._redis, RedisCluster):
+            return await self._pipelined(script, keys, space_id, jobs)
+        # The cluster client refuses scripts in a pipeline (it could not load them first, and a replica that a
+        # failover promoted has none: Redis 7 does not replicate SCRIPT LOAD). One call each, which loads the
+        # script where it is missing; the sweep's batches are small and run in the background.
+        return [
+            await script(keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args()])
+            for job_id, name in jobs
+        ]
+
+    async def _pipelined(
+        self, script: AsyncScript, keys: SpaceKeys, space_id: str, jobs: Sequence[tuple[str, str]]
+    ) -> list[Any]:
         async with self._redis.pipeline(transaction=False) as pipe:
             for job_id, name in jobs:
                 await script(
                     keys=transition_keys(keys, job_id, name), args=[job_id, space_id, *clock_args()], client=pipe
                 )
-            changed = [key for job_id, _ in jobs for key in (keys.job(job_id), keys.events(job_id))]
-            replies = await self._cache.writing(changed, pipe.execute())
-        return [None if text(r[0]) == "missing" else _transition(r) for r in replies]
+            replies: list[Any] = await pipe.execute()
+            return replies
 
     async def claim_oldest(self, space_id: str, candidates: Sequence[tuple[str, str]], wanted: int) -> list[Transition]:
         """Claim the first ``wanted`` of ``candidates`` (oldest first) that are still pending, atomically."""
