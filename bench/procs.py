@@ -38,8 +38,13 @@ class Proc:
 
     def cpu_s(self) -> float:
         """User + system CPU seconds used so far."""
-        fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return _cpu_s(self.popen.pid)
+
+    def tree_cpu_s(self) -> float:
+        """`cpu_s` of the process and of its children now (a supervisor's workers; one that exited is not counted)."""
+        pid = self.popen.pid
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return _cpu_s(pid) + sum(_cpu_s(int(child)) for child in children)
 
     def terminate(self) -> None:
         """Ask it to stop (SIGTERM) without waiting; `stop` waits."""
@@ -57,6 +62,18 @@ class Proc:
             self.popen.wait(timeout=5)
 
 
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """CPU seconds of the whole machine so far, summed over its cores: (busy, busy + idle), from /proc/stat."""
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks[:8]) - idle) / CLOCK_TICKS, sum(ticks[:8]) / CLOCK_TICKS
+
+
 def _spawn(name: str, command: list[str], env: dict[str, str], port: int, log_dir: Path) -> Proc:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -70,17 +87,33 @@ def joblens_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "service.cli"]
 
 
-def start_service(name: str, env_overrides: dict[str, str], log_dir: Path) -> Proc:
-    """``joblens serve --port P`` with the ``JOBLENS_*`` environment of this run plus ``env_overrides``."""
+def start_service(name: str, env_overrides: dict[str, str], log_dir: Path, workers: int = 1) -> Proc:
+    """``joblens serve --port P --workers N`` with the ``JOBLENS_*`` environment of this run plus ``env_overrides``.
+
+    One worker unless asked (``serve`` runs one per core by default): the rows compare one process with its
+    baseline, and `Proc.rss_mib` / `cpu_s` and the profiler read that one process. With more, the process is the
+    supervisor; `wait_logged` waits for its line saying every worker listens."""
     port = free_port()
     env = {**os.environ, "JOBLENS_HOST": LOOPBACK, **env_overrides}
-    return _spawn(name, [*joblens_command(), "serve", "--port", str(port)], env, port, log_dir)
+    command = [*joblens_command(), "serve", "--port", str(port), "--workers", str(workers)]
+    return _spawn(name, command, env, port, log_dir)
 
 
 def start_bare(bodies_file: Path, log_dir: Path) -> Proc:
     port = free_port()
     command = [sys.executable, "-m", "bench.bare", "--port", str(port), "--bodies", str(bodies_file)]
     return _spawn("bare", command, dict(os.environ), port, log_dir)
+
+
+async def wait_logged(proc: Proc, text: str, timeout_s: float = 60.0) -> None:
+    """Until the process log holds ``text``; raises with the end of the log if it exits or times out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.popen.poll() is None:
+        if text in proc.log_path.read_text(errors="replace"):
+            return
+        await asyncio.sleep(0.1)
+    tail = proc.log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"{proc.name} did not log {text!r}:\n{tail}")
 
 
 async def wait_http(proc: Proc, path: str, timeout_s: float = 60.0) -> None:

@@ -34,11 +34,11 @@ from bench.loadgen import (
     run_streams,
     run_throughput,
 )
-from bench.prepare import P1_LINES, P1_WRITERS, Ctx, ExportCapture, scratch_index
-from bench.procs import Proc
+from bench.prepare import P1_LINES, P1_WRITERS, SERVICE_ENV, Ctx, ExportCapture, scratch_index
+from bench.procs import Proc, machine_cpu_s, start_service, wait_http, wait_logged
 from bench.profiles import FULL
 from bench.quality.scenario import q_estimate, q_quality
-from bench.report import Row
+from bench.report import RESULTS_DIR, Row
 from bench.stats import percentile, ratio
 
 Details = dict[str, Any]
@@ -612,6 +612,90 @@ def p7_estimate(ctx: Ctx) -> float:
     return 2 * (ctx.profile.p7_phase_s + 1.0 + 1.0) + streams / 200.0 + 3.0
 
 
+# --------------------------------------------------------------------------- W: one worker vs several
+
+W_WORKERS = 2
+W_SIDES = ("1 worker", f"{W_WORKERS} workers")
+
+
+async def w_workers(ctx: Ctx) -> Outcome:
+    """P4's progress read (wrk, 16 connections) and P2's tail page (16 clients) against the run's service (one
+    worker) and a second one started with ``--workers 2``, alternating rounds like every baseline."""
+    workers = start_service("service-w2", SERVICE_ENV, RESULTS_DIR, workers=W_WORKERS)
+    try:
+        await wait_logged(workers, f"with {W_WORKERS} workers")  # every worker listens, not only the first
+        await wait_http(workers, "/readyz")
+        procs = dict(zip(W_SIDES, (ctx.service, workers), strict=True))
+        rows, details = await _w_progress(ctx, procs)
+        tail_rows, details["tail"] = await _w_tail(ctx, {side: proc.base_url for side, proc in procs.items()})
+    finally:
+        await asyncio.to_thread(workers.stop)
+    return rows + tail_rows, details
+
+
+async def _w_progress(ctx: Ctx, procs: dict[str, Proc]) -> Outcome:
+    path = f"/api/v1/jobs/{ctx.run.meta}/progress"
+    bases = {side: proc.base_url for side, proc in procs.items()}
+    rps: dict[str, list[float]] = {}
+    cpu: dict[str, list[dict[str, float]]] = {}
+    if ctx.wrk is None:
+        headers = (("x-api-key", ctx.run.space.api_key),)
+        sides = tuple((side, Call("GET", base + path, headers)) for side, base in bases.items())
+        plan = ThroughputPlan(sides, WRK_CONNECTIONS, ctx.profile.p4_round_s, ctx.profile.rounds, 1.0)
+        result = await ctx.loadgen.run(run_throughput, plan, w_estimate(ctx))
+        rps = {side: [result.requests[side] / result.seconds[side]] for side in bases}
+    else:
+        binary, key = ctx.wrk, {"x-api-key": ctx.run.space.api_key}
+        for base in bases.values():  # warm-up: each service once
+            await asyncio.to_thread(wrk.run, binary, base + path, key, 1, WRK_CONNECTIONS)
+        for number in range(ctx.profile.rounds):
+            for side in order(list(bases), number):
+                before = procs[side].tree_cpu_s(), machine_cpu_s()
+                got = await asyncio.to_thread(
+                    wrk.run, binary, bases[side] + path, key, ctx.profile.p4_round_s, WRK_CONNECTIONS
+                )
+                rps.setdefault(side, []).append(got.requests_per_s)
+                cpu.setdefault(side, []).append(_w_cpu(procs[side], before, got.requests))
+                if got.errors:
+                    ctx.notes.append(f"W: {got.errors} wrk errors ({side})")
+    one, many = (sum(rps[side]) / len(rps[side]) for side in W_SIDES)
+    samples = f"{len(rps[W_SIDES[0]])}x{ctx.profile.p4_round_s:g}s, {WRK_CONNECTIONS} conn."
+    rows = [Row("W", f"GET progress, {W_SIDES[1]} vs 1", "req/s", many, one, None, ratio(many, one), samples=samples)]
+    if cpu:  # measured with wrk (the Python client runs both sides in one call)
+        one_us, many_us = (sum(r["service_us_per_request"] for r in cpu[side]) / len(cpu[side]) for side in W_SIDES)
+        label = f"GET progress: service CPU per request, {W_SIDES[1]} vs 1"
+        rows.append(Row("W", label, "µs", many_us, one_us, many_us - one_us, ratio(many_us, one_us), samples=samples))
+    return rows, {"tool": "wrk" if ctx.wrk else "python client", "progress_req_per_s": rps, "progress_cpu": cpu}
+
+
+def _w_cpu(proc: Proc, before: tuple[float, tuple[float, float]], requests: int) -> dict[str, float]:
+    """What a round cost: the service's CPU per request (all its processes) and how busy the machine was."""
+    service_s, (busy_s, total_s) = proc.tree_cpu_s() - before[0], machine_cpu_s()
+    machine_busy = (busy_s - before[1][0]) / max(total_s - before[1][1], 1e-9)
+    return {"service_us_per_request": 1e6 * service_s / max(requests, 1), "machine_busy": round(machine_busy, 3)}
+
+
+async def _w_tail(ctx: Ctx, bases: dict[str, str]) -> Outcome:
+    clients, samples = CLIENTS[1], ctx.profile.p2_samples[1]
+    p = ctx.profile
+    calls = {side: tuple(_with_base(call, base) for call, _ in ctx.captures.tail) for side, base in bases.items()}
+    sides = tuple(calls.items())
+    result = await _latency(ctx, LatencyPlan(sides, samples, clients, p.rounds, p.warmup, p.max_round_s))
+    one, many = result.ms[W_SIDES[0]], result.ms[W_SIDES[1]]
+    rows = []
+    for q in (50, 99):
+        m, o = percentile(many, q), percentile(one, q)
+        label = f"tail after=N limit=200, {clients} cl. p{q}, {W_SIDES[1]} vs 1"
+        rows.append(Row("W", label, "ms", m, o, delta=m - o, ratio=ratio(m, o), samples=f"{len(many)}+{len(one)}"))
+    return rows, {side: _latency_summary(ms) for side, ms in result.ms.items()}
+
+
+def w_estimate(ctx: Ctx) -> float:
+    progress = 2 * ctx.profile.rounds * (max(1.0, ctx.profile.p4_round_s) + 0.1) + 2 * 1.1
+    tail = 2 * (ctx.profile.p2_samples[1] + ctx.profile.warmup) / 150.0
+    return progress + tail + 20.0  # the second service's start and stop
+
+
 SCENARIOS = (
     Scenario("P4", p4_meta, p4_estimate),
     Scenario("P5", p5_list, p5_estimate),
@@ -623,4 +707,5 @@ SCENARIOS = (
     Scenario("P6", p6_fresh, p6_estimate),
     Scenario("P7", p7_fanout, p7_estimate),
     Scenario("Q", q_quality, q_estimate),
+    Scenario("W", w_workers, w_estimate),
 )

@@ -16,7 +16,7 @@ cluster_started=0
 # lifecycle and the isolation matrices; and the cluster's own tests.
 CLUSTER_TESTS=(
     tests/test_jobs_*.py tests/test_logs_*.py tests/test_lifecycle_*.py
-    tests/test_auth_isolation.py tests/test_auth_scopes.py
+    tests/test_auth_isolation.py tests/test_auth_scopes.py tests/test_retention.py
     tests/test_cluster_*.py
 )
 

@@ -40,6 +40,7 @@ from service.services.background import BackgroundWorker
 from service.services.lifecycle import LifecycleService
 from service.services.live import LiveHub
 from service.services.logs import LogService
+from service.services.retention import retention_service
 from service.settings import Settings, redis_cluster_seeds
 from service.stores.es_logs import LogStore
 from service.stores.redis_api_keys import ApiKeyStore
@@ -199,7 +200,9 @@ async def _end_streams(app: web.Application) -> None:
 
 async def background_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
-    worker = BackgroundWorker(app[LIFECYCLE], CallbackStore(app[REDIS], app[READ_CACHE]), app[LOGS], settings)
+    retention = retention_service(app[REDIS], app[READ_CACHE], app[ELASTICSEARCH], settings, app[METRICS])
+    callbacks = CallbackStore(app[REDIS], app[READ_CACHE])
+    worker = BackgroundWorker(app[LIFECYCLE], callbacks, app[LOGS], settings, retention)
     # at most a clean-up request to finish, then the deliveries in flight
     stop_timeout_s = settings.es_request_timeout_s + settings.callback_timeout_s + 5
     async with _running(worker.run, stop_timeout_s=stop_timeout_s, name="joblens-background"):

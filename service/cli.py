@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,9 +24,17 @@ from devstack.commands import add_stack_commands
 from joblens_client.terminal import add_terminal_commands
 from service.app import DependencyUnreachable, create_app, elasticsearch_client, new_event_loop, redis_client
 from service.domain.scopes import parse_scopes
-from service.observability import configure_json_logging
-from service.server import serve_until_signalled
+from service.observability import Metrics, configure_json_logging
+from service.server import (
+    Supervisor,
+    WorkersFailing,
+    check_port_free,
+    die_with_supervisor,
+    report_listening,
+    serve_until_signalled,
+)
 from service.services.indices import IndexUpgrader
+from service.services.retention import UNLIMITED, RetentionReport, retention_on, retention_service
 from service.settings import Settings, SettingsError
 from service.stores.es_logs import LogStore
 from service.stores.redis_api_keys import ApiKeyStore
@@ -58,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", help="listen address (default JOBLENS_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (default JOBLENS_PORT or 8080)")
+    serve.add_argument(
+        "--workers", type=int, help="processes serving the port (default JOBLENS_WORKERS or one per CPU core)"
+    )
+    # Given by the supervisor to each of its workers (see service.server.Supervisor), not by people.
+    serve.add_argument("--worker-of", type=int, metavar="PID", help=argparse.SUPPRESS)
+    serve.add_argument("--ready-fd", type=int, metavar="FD", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     spaces = commands.add_parser("spaces", help="administer spaces").add_subparsers(title="spaces commands")
@@ -84,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         "upgrade", help="rewrite lines of indices made by an older template with the current search fields"
     ).set_defaults(run=_upgrade_indices)
 
+    retention = commands.add_parser(
+        "retention",
+        help="remove now what is past JOBLENS_JOB_RETENTION_DAYS / JOBLENS_LOG_RETENTION_DAYS (one pass, all of it)",
+    )
+    retention.add_argument("--dry-run", action="store_true", help="only show what would go; change nothing")
+    retention.set_defaults(run=_retention)
+
     add_stack_commands(commands)
     add_terminal_commands(commands)
     return parser
@@ -91,19 +114,63 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    overrides: dict[str, Any] = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    given = (("host", args.host), ("port", args.port), ("workers", args.workers))
+    overrides: dict[str, Any] = {k: v for k, v in given if v is not None}
     settings = replace(settings, **overrides)
     settings.validate()
     configure_json_logging()
+    if args.worker_of is not None:
+        return _serve_one(settings, worker_of=args.worker_of, ready_fd=args.ready_fd)
+    if settings.workers == 1:
+        return _serve_one(settings)
+    return _supervise(settings)
+
+
+def _serve_one(settings: Settings, *, worker_of: int | None = None, ready_fd: int | None = None) -> int:
+    """One process serving the port: ``joblens serve --workers 1``, or a worker of the supervisor ``worker_of``."""
+    on_listening: Callable[[], None] | None = None
+    if worker_of is not None:
+        die_with_supervisor(worker_of)
+        if ready_fd is not None:
+            on_listening = functools.partial(report_listening, ready_fd)
     try:
         with asyncio.Runner(loop_factory=new_event_loop) as loop_runner:
-            loop_runner.run(serve_until_signalled(create_app(settings), settings.host, settings.port))
+            serving = serve_until_signalled(
+                create_app(settings),
+                settings.host,
+                settings.port,
+                reuse_port=worker_of is not None,
+                on_listening=on_listening,
+            )
+            loop_runner.run(serving)
     except KeyboardInterrupt:  # Ctrl-C while still starting (connecting to Redis and Elasticsearch)
         return 130
     except DependencyUnreachable as exc:
         print(f"joblens: {unreachable_message(exc.name, exc.url, exc.reason)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _supervise(settings: Settings) -> int:
+    """``--workers N`` above 1: this process supervises N workers, each a ``joblens serve`` on the same port."""
+    try:
+        check_port_free(settings.host, settings.port)
+    except OSError as exc:
+        print(f"joblens: cannot listen on {settings.host}:{settings.port} ({exc.strerror or exc})", file=sys.stderr)
+        return 1
+    supervisor_pid = os.getpid()
+
+    def command(ready_fd: int) -> list[str]:
+        where = ["--host", settings.host, "--port", str(settings.port)]
+        supervised = ["--worker-of", str(supervisor_pid), "--ready-fd", str(ready_fd)]
+        return [sys.executable, "-m", "service.cli", "serve", *where, *supervised]
+
+    supervisor = Supervisor(settings.workers, command, address=f"http://{settings.host}:{settings.port}")
+    try:
+        return asyncio.run(supervisor.run())
+    except WorkersFailing as exc:
+        print(f"joblens: {exc}", file=sys.stderr)
+        return 1
 
 
 def _upgrade_indices(args: argparse.Namespace) -> int:
@@ -121,6 +188,37 @@ def _upgrade_indices(args: argparse.Namespace) -> int:
             await es.close()
 
     asyncio.run(upgrade())
+    return 0
+
+
+def _retention(args: argparse.Namespace) -> int:
+    """One pass without limits (a person asked for it), beside the background passes: each removal is decided
+    atomically where it happens, so running both at once is safe. Prints `RetentionReport.lines`."""
+    settings = Settings.from_env()
+    if not retention_on(settings):
+        off = "joblens: retention is off: set JOBLENS_JOB_RETENTION_DAYS or JOBLENS_LOG_RETENTION_DAYS"
+        print(off, file=sys.stderr)
+        return 2
+
+    async def one_pass() -> RetentionReport:
+        redis, es = redis_client(settings), elasticsearch_client(settings)
+        try:
+            # a cache that never listens keeps nothing; the instances' caches hear of the removals from Redis
+            service = retention_service(redis, ReadCache(redis, 0), es, settings, Metrics())
+            assert service is not None  # retention is on
+            return await service.run_pass(dry_run=args.dry_run, limits=UNLIMITED)
+        finally:
+            await redis.aclose()
+            await es.close()
+
+    try:
+        report = asyncio.run(one_pass())
+    except REDIS_UNREACHABLE as exc:
+        reason = str(exc) or type(exc).__name__
+        print(f"joblens: {unreachable_message('Redis', settings.redis_url, reason)}", file=sys.stderr)
+        return 1
+    for line in report.lines():
+        print(orjson.dumps(line).decode())
     return 0
 
 

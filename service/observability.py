@@ -55,6 +55,17 @@ class Metrics:
             buckets=LAG_BUCKETS_LINES,
             registry=self.registry,
         )
+        # Counted by the instance whose script or request removed the thing: summed over instances, each once.
+        self.retention_jobs_removed = Counter(
+            "joblens_retention_jobs_removed_total",
+            "Finished jobs removed (with every key of theirs) because they were past JOBLENS_JOB_RETENTION_DAYS",
+            registry=self.registry,
+        )
+        self.retention_indices_removed = Counter(
+            "joblens_retention_indices_removed_total",
+            "Monthly log indices deleted because every job they may hold was past JOBLENS_LOG_RETENTION_DAYS",
+            registry=self.registry,
+        )
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         labels = (route, method, status)
@@ -153,11 +164,31 @@ class AccessLog:
             self._timer = None
         if not self._lines or self.stream is None:
             return
-        text = (b"\n".join(self._lines) + b"\n").decode()
-        self._lines, self._buffered_bytes = [], 0
+        lines, self._lines, self._buffered_bytes = self._lines, [], 0
         with contextlib.suppress(OSError, ValueError):  # a closed stream must not fail a request
-            self.stream.write(text)
-            self.stream.flush()
+            for chunk in _whole_lines_within(lines, ATOMIC_WRITE_BYTES):
+                self.stream.write(chunk.decode())
+                self.stream.flush()
+
+
+# Several worker processes (`joblens serve --workers N`) share one stderr. A write of at most PIPE_BUF bytes to a
+# pipe is atomic (POSIX), so chunks of whole lines within it never interleave with another worker's mid-line.
+ATOMIC_WRITE_BYTES = 4096
+
+
+def _whole_lines_within(lines: list[bytes], limit: int) -> Iterator[bytes]:
+    """``lines`` (without their newlines) as chunks of whole lines of at most ``limit`` bytes each (a longer line
+    is a chunk of its own)."""
+    chunk: list[bytes] = []
+    size = 0
+    for line in lines:
+        if chunk and size + len(line) + 1 > limit:
+            yield b"\n".join(chunk) + b"\n"
+            chunk, size = [], 0
+        chunk.append(line)
+        size += len(line) + 1
+    if chunk:
+        yield b"\n".join(chunk) + b"\n"
 
 
 def configure_json_logging(level: int = logging.INFO) -> None:

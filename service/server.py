@@ -1,14 +1,21 @@
 """The HTTP server around the app: serving until SIGTERM/SIGINT and shutting down gracefully (`serve_until_signalled`,
-`InFlight`), and answering what aiohttp's HTTP parser refuses in our JSON shape, with one rate-limited warning
-instead of an error and a traceback per request (`JsonErrorAppRunner`, used by ``joblens serve`` and the tests)."""
+`InFlight`); answering what aiohttp's HTTP parser refuses in our JSON shape, with one rate-limited warning instead
+of an error and a traceback per request (`JsonErrorAppRunner`, used by ``joblens serve`` and the tests); and
+several worker processes on one port under a supervisor (`Supervisor`, ``joblens serve --workers N``)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import os
 import re
 import signal
-from collections.abc import Awaitable, Callable
+import socket
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -40,7 +47,14 @@ REFUSAL_LOG_INTERVAL_S = 1.0
 REFUSAL_DETAIL_CHARS = 300  # of the parser's own message (it quotes the request's bytes) in the warning
 
 
-async def serve_until_signalled(app: web.Application, host: str, port: int) -> None:
+async def serve_until_signalled(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
     """Serve ``app`` until SIGTERM or SIGINT, then shut down gracefully:
 
     1. close the listening socket: new connections are refused at once;
@@ -52,6 +66,9 @@ async def serve_until_signalled(app: web.Application, host: str, port: int) -> N
 
     A signal during start-up (before the socket listens) keeps its default effect: nothing is in flight yet. If
     start-up fails (`service.app.DependencyUnreachable`), what had started is closed and the exception propagates.
+
+    ``reuse_port``: the listening socket joins the others bound to the same port (SO_REUSEPORT), as each worker of
+    `Supervisor` does; ``on_listening`` is called once the socket listens and the signal handlers are in place.
     """
     in_flight = InFlight()
     runner = JsonErrorAppRunner(app, access_log=None, shutdown_timeout=SHUTDOWN_FINAL_TIMEOUT_S)
@@ -65,9 +82,11 @@ async def serve_until_signalled(app: web.Application, host: str, port: int) -> N
     try:
         assert runner.server is not None
         runner.server.request_handler = in_flight.track(runner.server.request_handler)
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         for signum in SHUTDOWN_SIGNALS:
             loop.add_signal_handler(signum, stop.set)  # a second signal changes nothing; the grace period bounds all
+        if on_listening is not None:
+            on_listening()
         await stop.wait()
         await _drain(runner, in_flight)
     finally:
@@ -308,3 +327,247 @@ class JsonErrorAppRunner(web.AppRunner):
             handler_cancellation=plain.handler_cancellation,
             **plain._kwargs,
         )
+
+
+# ---- several processes on one port (`joblens serve --workers N`) --------------------------------------------------
+#
+# Each worker is a whole `joblens serve` of its own (serve_until_signalled, unchanged) whose listening socket is
+# bound with SO_REUSEPORT: the kernel spreads new connections over the workers' sockets by a hash of each
+# connection's addresses. Why not one socket shared by pre-forked workers: every worker's event loop would be woken
+# for each new connection and the first to call accept() takes every connection waiting (asyncio accepts in a
+# loop), so keep-alive clients pile onto whichever worker was idle at that moment and stay there; and the supervisor
+# would have to hold the socket open, so the port would keep accepting while the workers drain. With SO_REUSEPORT a
+# draining worker's socket leaves the group at once and the supervisor holds no socket at all.
+
+# A worker says its socket listens by writing this byte to the pipe the supervisor gave it (`--ready-fd`); the
+# pipe's end without it means the worker exited first.
+READY = b"1"
+PR_SET_PDEATHSIG = 1  # Linux prctl(2): the signal a process gets when its parent dies
+# A worker that exits unexpectedly is started again after a pause that doubles with each failure in a row; after
+# MAX_RESTARTS in a row the supervisor stops the others and exits 1: a worker that cannot start (a store
+# unreachable, a bug at start) does not start by retrying forever, and whatever runs the service sees it fail.
+RESTART_PAUSE_S = 0.25
+RESTART_PAUSE_MAX_S = 4.0
+MAX_RESTARTS = 5
+# A worker that listened this long had recovered: its failures in a row count from 0 again.
+WORKER_STABLE_S = 30.0
+# After SIGTERM every worker bounds its own exit (the drain, the final timeout, the background duties' stop); one
+# still running after this is killed: a bug, never the normal path.
+WORKERS_STOP_TIMEOUT_S = 120.0
+# The exits a shutdown explains: a clean one, and a worker still starting when it got the SIGTERM we forwarded
+# (default action) or a terminal's Ctrl-C, which reaches the whole process group (KeyboardInterrupt: 130).
+SHUTDOWN_EXITS = frozenset({0, -signal.SIGTERM, -signal.SIGINT, 130})
+
+
+class WorkersFailing(Exception):
+    """The supervisor gave up (a worker could not start, or kept exiting) and stopped the other workers."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise `OSError` if something listens on ``host:port`` already.
+
+    Workers bind with SO_REUSEPORT, which lets a socket join any other bound with it by the same user: a second
+    ``joblens serve`` on the port would share its connections instead of failing. A bind without SO_REUSEPORT
+    fails on any listener (with SO_REUSEADDR, as asyncio binds, connections in TIME_WAIT do not count)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    for family, kind, proto, address in {(family, kind, proto, address) for family, kind, proto, _, address in infos}:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # as asyncio binds
+            probe.bind(address)
+
+
+def die_with_supervisor(supervisor_pid: int) -> None:
+    """Have the kernel SIGKILL this worker when its supervisor dies (Linux), so that no worker outlives it holding
+    the port: a supervisor killed outright (SIGKILL, the OOM killer) takes its workers along, as one process would
+    go. Exit at once if the supervisor is gone already."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != supervisor_pid:  # it died before the call above took effect
+        raise SystemExit(1)
+
+
+def report_listening(ready_fd: int) -> None:
+    """A worker's `serve_until_signalled` ``on_listening``: tell the supervisor."""
+    os.write(ready_fd, READY)
+    os.close(ready_fd)
+
+
+def exit_status(returncode: int) -> int:
+    """A child's return code as a shell shows it (128 + the signal that ended it)."""
+    return returncode if returncode >= 0 else 128 - returncode
+
+
+@dataclass(slots=True)
+class _Worker:
+    index: int
+    process: asyncio.subprocess.Process
+    listening_since: float | None = None  # loop time; None if it exited before listening
+
+
+class Supervisor:
+    """Runs ``count`` workers serving one port and keeps them running until SIGTERM or SIGINT.
+
+    ``command(ready_fd)`` is a worker's command line: ``joblens serve`` as a worker of this process. Only the first
+    worker runs the background duties (the others get ``JOBLENS_BACKGROUND_TASKS=false``): every deadline is
+    handled once whoever sweeps (each script re-checks what is due, as between instances), but the pass over every
+    space and the log janitor would be repeated by each worker. While the first worker is being restarted they
+    wait, for its restart pause at most; the other instances of a deployment go on meanwhile.
+    """
+
+    def __init__(self, count: int, command: Callable[[int], Sequence[str]], *, address: str) -> None:
+        self._count = count
+        self._command = command
+        self._address = address
+        self._running: set[asyncio.subprocess.Process] = set()
+        self._stopping = asyncio.Event()
+        self._failure: str | None = None
+        self._exits: set[int] = set()  # return codes of the workers that exited during the shutdown
+
+    async def run(self) -> int:
+        """Start the workers — the first alone, so that a failure to start (a store unreachable) is told once, by
+        that worker, whose exit status is then returned — and keep them running; at SIGTERM or SIGINT forward
+        SIGTERM to each (each drains as one process does) and wait for all. 0 after a clean shutdown;
+        `WorkersFailing` once the others are stopped, if a worker could not start or kept exiting."""
+        loop = asyncio.get_running_loop()
+        for signum in SHUTDOWN_SIGNALS:
+            loop.add_signal_handler(signum, self._stop)
+        try:
+            first = await self._start(0)
+            if first.listening_since is None and not self._stopping.is_set():
+                return exit_status(await first.process.wait())  # its own message said why
+            workers = [first]
+            if not self._stopping.is_set():  # a signal during the first's start-up: the others are not started
+                workers += await asyncio.gather(*(self._start(i) for i in range(1, self._count)))
+            self._check_started(workers)
+            slots = [asyncio.create_task(self._keep(w), name=f"joblens-worker-{w.index}") for w in workers]
+            await self._stopping.wait()
+            await self._wait_for(slots)
+        finally:  # on an unexpected error the kernel ends the workers as this process exits (die_with_supervisor)
+            for signum in SHUTDOWN_SIGNALS:
+                loop.remove_signal_handler(signum)
+        if self._failure is not None:
+            raise WorkersFailing(self._failure)
+        return 0 if self._exits <= SHUTDOWN_EXITS else 1
+
+    def _check_started(self, workers: list[_Worker]) -> None:
+        if self._stopping.is_set():
+            return
+        failed = [worker.index for worker in workers if worker.listening_since is None]
+        if failed:
+            self._fail(f"worker {failed[0]} exited while starting")
+            return
+        pids = [worker.process.pid for worker in workers]
+        fields = {"worker_pids": pids}
+        log.info("serving on %s with %d workers", self._address, len(workers), extra={"fields": fields})
+
+    async def _start(self, index: int) -> _Worker:
+        """Spawn worker ``index`` and wait until it listens or exits."""
+        read_fd, write_fd = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *self._command(write_fd), env=self._environment(index), pass_fds=(write_fd,)
+            )
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the worker holds it now: its exit ends the pipe
+        self._running.add(process)
+        if self._stopping.is_set():  # a shutdown began while it was being spawned
+            _signal(process, signal.SIGTERM)
+        worker = _Worker(index, process)
+        if await _listening(read_fd):
+            worker.listening_since = asyncio.get_running_loop().time()
+        return worker
+
+    @staticmethod
+    def _environment(index: int) -> dict[str, str]:
+        if index == 0:
+            return dict(os.environ)
+        return {**os.environ, "JOBLENS_BACKGROUND_TASKS": "false"}
+
+    async def _keep(self, worker: _Worker) -> None:
+        """Wait for the worker to exit; outside a shutdown start it again after a pause, or give up."""
+        loop = asyncio.get_running_loop()
+        failures = 0
+        try:
+            while True:
+                code = await worker.process.wait()
+                self._running.discard(worker.process)
+                if self._stopping.is_set():
+                    self._exits.add(code)
+                    return
+                since = worker.listening_since
+                if since is not None and loop.time() - since >= WORKER_STABLE_S:
+                    failures = 0
+                failures += 1
+                if failures > MAX_RESTARTS:
+                    status = exit_status(code)
+                    self._fail(f"worker {worker.index} keeps exiting ({MAX_RESTARTS} restarts in a row; last {status})")
+                    return
+                pause_s = min(RESTART_PAUSE_S * 2 ** (failures - 1), RESTART_PAUSE_MAX_S)
+                log.warning(
+                    "worker %d (pid %d) exited unexpectedly (exit status %d); starting it again in %gs",
+                    worker.index,
+                    worker.process.pid,
+                    exit_status(code),
+                    pause_s,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), pause_s)
+                if self._stopping.is_set():
+                    return
+                worker = await self._start(worker.index)
+                if worker.listening_since is not None:
+                    log.info("worker %d listening again (pid %d)", worker.index, worker.process.pid)
+        except Exception as exc:  # spawning failed (say, no more processes allowed): nothing to keep
+            self._fail(f"worker {worker.index} could not be started again: {exc}")
+
+    def _stop(self) -> None:
+        """Begin the shutdown (a signal, or giving up): SIGTERM to every worker."""
+        self._stopping.set()
+        for process in self._running:
+            _signal(process, signal.SIGTERM)
+
+    def _fail(self, message: str) -> None:
+        if self._failure is None:
+            self._failure = message
+        self._stop()
+
+    async def _wait_for(self, slots: list[asyncio.Task[None]]) -> None:
+        _, running = await asyncio.wait(slots, timeout=WORKERS_STOP_TIMEOUT_S)
+        if running:
+            log.warning("%d workers still running after %gs; killing them", len(running), WORKERS_STOP_TIMEOUT_S)
+            for process in self._running:
+                _signal(process, signal.SIGKILL)
+            await asyncio.wait(running)
+
+
+async def _listening(read_fd: int) -> bool:
+    """Whether the worker at the other end of the pipe wrote `READY` (True) or exited first (False)."""
+    loop = asyncio.get_running_loop()
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(read_fd, wake)
+    try:
+        await readable
+        return os.read(read_fd, len(READY)) == READY
+    finally:
+        loop.remove_reader(read_fd)
+        os.close(read_fd)
+
+
+def _signal(process: asyncio.subprocess.Process, signum: int) -> None:
+    # os.kill rather than Process.send_signal: on Python 3.11 that polls the child itself first, racing asyncio's
+    # child watcher for its exit status (which then reads 255).
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signum)

@@ -26,6 +26,22 @@ MAX_IDEMPOTENCY_TTL_S = 365 * 24 * 3600
 # spaces or \/*?"<>|,#:). The prefix is also the template name, and "-YYYY.MM" (8 characters) is appended.
 MAX_INDEX_PREFIX_CHARS = 255 - len("-YYYY.MM")
 INDEX_PREFIX_PATTERN = re.compile(rf"[a-z0-9][a-z0-9-]{{0,{MAX_INDEX_PREFIX_CHARS - 1}}}")
+# Retention in whole days (0 = keep forever); a century is beyond any use and far from overflowing in milliseconds.
+MAX_RETENTION_DAYS = 36_500
+RETENTION_ALLOWED = f"an integer number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
+
+
+# `joblens serve --workers`: far above any machine's cores; each worker holds its own Redis and ES connections.
+MAX_WORKERS = 256
+
+
+def cores_available() -> int:
+    """The CPU cores this process may run on (its affinity mask, what Python 3.13's os.process_cpu_count() counts);
+    a cgroup CPU quota is not seen, so a container limited to fewer cores sets JOBLENS_WORKERS itself."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 class SettingsError(ValueError):
@@ -44,6 +60,12 @@ def _setting(default: T, doc: str, *, shown_default: str | None = None) -> T:
 class Settings:
     host: str = _setting("127.0.0.1", "Listen address; `joblens serve --host` overrides it.")
     port: int = _setting(8080, "Listen port; `joblens serve --port` overrides it.")
+    workers: int = _setting(
+        cores_available(),
+        "Processes `joblens serve` runs on one port (SO_REUSEPORT), under a supervisor when more than 1;"
+        " `joblens serve --workers` overrides it.",
+        shown_default="one per CPU core",
+    )
     redis_url: str = _setting(
         "redis://127.0.0.1:6379/0",
         "Redis, standalone (`redis://`, `rediss://` or `unix://`) or a Redis Cluster named by seed nodes"
@@ -146,6 +168,17 @@ class Settings:
     space_search_max_days: int = _setting(
         31, "The widest `since`…`until` window of a search across a space (400 above)."
     )
+    job_retention_days: int = _setting(
+        0,
+        "Finished jobs (completed, dead, killed) are removed, with their events, progress and log counters, this"
+        " many days after they finished (`completedAt`); one whose callback is still due stays until it is settled."
+        " 0 keeps jobs forever.",
+    )
+    log_retention_days: int = _setting(
+        0,
+        "A monthly log index is deleted (whole, by name) once its month ended this many days ago and every job"
+        " created in that month has been finished this long. 0 keeps logs forever.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -188,6 +221,7 @@ class Settings:
         # Comparisons are False for NaN, so a range check also refuses "nan" (and "inf" lies above every bound).
         return [
             (1 <= self.port <= 65535, "port", "an integer between 1 and 65535"),
+            (1 <= self.workers <= MAX_WORKERS, "workers", f"an integer between 1 and {MAX_WORKERS}"),
             (self.rate_limit_per_s >= 1, "rate_limit_per_s", "an integer >= 1"),
             (self.max_log_lines >= 1, "max_log_lines", "an integer >= 1"),
             (self.max_body_bytes >= 1024, "max_body_bytes", "an integer >= 1024"),
@@ -219,6 +253,10 @@ class Settings:
             (self.streams_per_key_max >= 1, "streams_per_key_max", "an integer >= 1"),
             (self.stream_queue_batches >= 1, "stream_queue_batches", "an integer >= 1"),
             (self.space_search_max_days >= 1, "space_search_max_days", "an integer >= 1"),
+            *(
+                (0 <= getattr(self, name) <= MAX_RETENTION_DAYS, name, RETENTION_ALLOWED)
+                for name in ("job_retention_days", "log_retention_days")
+            ),
             (
                 1 <= self.space_search_default_days <= self.space_search_max_days,
                 "space_search_default_days",
@@ -321,6 +359,7 @@ _STR = _typed(str, "a string")
 _PARSERS: dict[str, _Parser[Any]] = {
     "host": _STR,
     "port": _INT,
+    "workers": _INT,
     "redis_url": _typed(_redis_url, "a redis:// URL"),  # or redis+cluster://…: the description says so
     "elasticsearch_urls": _typed(_url_list, "comma-separated http(s):// URLs"),
     "index_prefix": _STR,
@@ -356,6 +395,8 @@ _PARSERS: dict[str, _Parser[Any]] = {
     "space_search_timeout_s": _FLOAT,
     "space_search_default_days": _INT,
     "space_search_max_days": _INT,
+    "job_retention_days": _INT,
+    "log_retention_days": _INT,
 }
 
 

@@ -151,3 +151,14 @@ async def test_store_errors_are_counted_by_store(
     down = await client.post(f"/api/v1/spaces/{tenant.space_id}/jobs", json={"name": "later"}, headers=headers)
     assert await body(down, 503) == {"error": "Redis is unavailable; retry later"}
     assert await store_errors(client) == {"elasticsearch": 1.0, "redis": 1.0}
+
+
+def test_access_log_chunks_are_whole_lines_within_an_atomic_pipe_write() -> None:
+    """Workers share stderr: each write holds whole lines and fits in PIPE_BUF (or is one longer line)."""
+    from service.observability import ATOMIC_WRITE_BYTES, _whole_lines_within
+
+    lines = [b"x" * 1000] * 9 + [b"y" * 5000, b"z"]
+    chunks = list(_whole_lines_within(lines, ATOMIC_WRITE_BYTES))
+    assert b"".join(chunks) == b"\n".join(lines) + b"\n"
+    assert all(chunk.endswith(b"\n") for chunk in chunks)
+    assert [len(chunk) for chunk in chunks] == [4004, 4004, 1001, 5001, 2]

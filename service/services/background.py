@@ -1,7 +1,9 @@
-"""Background duties run by every instance: schedules, deadlines, callback deliveries and the log janitor.
+"""Background duties run by every instance: schedules, deadlines, callback deliveries, the log janitor and
+retention.
 
 Instances coordinate only through Redis (atomic scripts that re-check what is due), so running several of
-them never handles a deadline or sends a callback twice.
+them never handles a deadline or sends a callback twice. Retention also takes turns (see `services.retention`),
+so that one instance at a time looks through the spaces for what is past retention.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from service.domain.clock import iso_from_ms, new_id, now_ms
 from service.domain.jobs import Job, event_record
 from service.services.lifecycle import LifecycleService
 from service.services.logs import LogService
+from service.services.retention import CHECK_EVERY_S, RetentionService
 from service.settings import Settings
 from service.stores.redis_callbacks import CallbackStore, Delivery
 
@@ -32,12 +35,18 @@ FULL_PASS_EVERY_S = 60.0
 
 class BackgroundWorker:
     def __init__(
-        self, lifecycle: LifecycleService, callbacks: CallbackStore, logs: LogService, settings: Settings
+        self,
+        lifecycle: LifecycleService,
+        callbacks: CallbackStore,
+        logs: LogService,
+        settings: Settings,
+        retention: RetentionService | None = None,
     ) -> None:
         self._lifecycle = lifecycle
         self._callbacks = callbacks
         self._logs = logs
         self._settings = settings
+        self._retention = retention  # None: retention is off
         self._deliveries: set[asyncio.Task[None]] = set()
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -47,6 +56,8 @@ class BackgroundWorker:
         timeout = aiohttp.ClientTimeout(total=self._settings.callback_timeout_s)
         async with aiohttp.ClientSession(timeout=timeout) as http:
             safety_net = asyncio.create_task(self._safety_net(http, stopping), name="joblens-safety-net")
+            # Retention in a task of its own too: deleting an index or reading a month's jobs takes its time.
+            retention = asyncio.create_task(self._retention_turns(stopping), name="joblens-retention")
             try:
                 while not stopping.is_set():
                     try:
@@ -57,7 +68,7 @@ class BackgroundWorker:
             finally:
                 # The safety net first (it may still start deliveries), then every delivery: each is bounded by
                 # callback_timeout_s, and none starts once stopping is set.
-                await asyncio.gather(safety_net, return_exceptions=True)
+                await asyncio.gather(safety_net, retention, return_exceptions=True)
                 while self._deliveries:
                     await asyncio.gather(*self._deliveries, return_exceptions=True)
 
@@ -82,6 +93,22 @@ class BackgroundWorker:
             except Exception as exc:
                 log.warning("background pass over every space failed: %s", exc)
             await _pause(stopping, FULL_PASS_EVERY_S)
+
+    async def _retention_turns(self, stopping: asyncio.Event) -> None:
+        """Every CHECK_EVERY_S, run a retention pass if it is this instance's turn (a pass stops between batches
+        once ``stopping`` is set)."""
+        if self._retention is None:
+            return
+        while not stopping.is_set():
+            try:
+                report = await self._retention.run_when_due(stopping)
+                if report is not None and (report.jobs_removed or report.indices_removed):
+                    log.info(
+                        "retention removed %d job(s) and %d log index(es)", report.jobs_removed, report.indices_removed
+                    )
+            except Exception as exc:  # a store away: the next turn tries again
+                log.warning("retention pass failed: %s", exc)
+            await _pause(stopping, CHECK_EVERY_S)
 
     async def _visit(self, http: aiohttp.ClientSession, space_id: str, stopping: asyncio.Event) -> None:
         """Promote, time out and call back what is due in one space. One space failing (say, a job hash gone

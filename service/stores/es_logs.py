@@ -565,6 +565,24 @@ class LogStore:
         last_month = index_for(self._settings.index_prefix, until_ms)
         return [index for index in self._index_list[1] if index <= last_month]
 
+    async def delete_index(self, index: str) -> bool:
+        """Delete one of this deployment's monthly indices by its exact name (retention): True if this call deleted
+        it, False if it was gone already (another instance's pass). Refuses any other name, so a pattern or another
+        deployment's index can never be deleted through here."""
+        prefix, _, month = index.rpartition("-")
+        year, dot, month_number = month.partition(".")
+        is_month = dot == "." and len(year) == 4 and len(month_number) == 2 and (year + month_number).isdecimal()
+        if prefix != self._settings.index_prefix or not is_month or not month.isascii():
+            raise ValueError(f"not a log index of this deployment: {index!r}")
+        try:
+            # expand_wildcards=none: the name is taken as it is, never as a pattern
+            await self._es.indices.delete(index=index, expand_wildcards="none")
+        except elasticsearch.NotFoundError:
+            return False
+        finally:
+            self._index_list = None  # a search across a space must not name it any more
+        return True
+
 
 INDEX_LIST_MAX_AGE_S = 5.0
 CANDIDATE_BATCH = 1000

@@ -11,6 +11,8 @@ there: a hint for the background sweep). Each lives in the slot of its own name,
 (one field per space or key) and touched by administration and the sweep, never per request: a request
 authenticates and reads within its space's slot. Where an operation writes a global key and a space's keys, the
 order is chosen so that a failure between the two is harmless (see `redis_api_keys`, `redis_transitions.rehint`).
+The retention pass adds two coordination keys of the same kind, owned by `redis_retention`: ``jl:retention:turn``
+and ``jl:retention:index:<name>``.
 """
 
 from __future__ import annotations
