@@ -32,6 +32,8 @@ LETTER_RUN = re.compile(r"[^\W\d_]+")
 # A letter run of more camelCase parts than this indexes only its ranges of up to MAX_JOIN_PARTS parts: mixed-case
 # noise (base64, random ids) must not multiply the index. Real identifiers stay far below it.
 MAX_CAMEL_PARTS_INDEXED_WHOLLY = 8
+# Where an ASCII text has a camelCase transition (`_camel_boundary`): lower→Upper, or UPPER-UPPER-lower.
+ASCII_CAMEL_TRANSITION = re.compile(r"[a-z][A-Z]|[A-Z][A-Z][a-z]")
 MAX_JOIN_PARTS = 3
 
 
@@ -68,6 +70,8 @@ def _lower(text: str) -> str:
 
 
 def _joins(message: str) -> str | None:
+    if message.isascii() and ASCII_CAMEL_TRANSITION.search(message) is None:
+        return None  # the common case, decided by one regex search in C: no camelCase anywhere
     tokens: dict[str, None] = {}
     for run in LETTER_RUN.findall(message):
         if run.isupper() or run[1:].islower():  # FOO, Foo, foo: one part, nothing to join
