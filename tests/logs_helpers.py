@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -20,3 +22,31 @@ async def page(client: TestClient[Any, Any], job_id: str, headers: dict[str, str
 
 def seqs(result: Any) -> list[int]:
     return [line["seq"] for line in result["logs"]]
+
+
+async def all_seqs(client: TestClient[Any, Any], headers: dict[str, str], job_id: str) -> list[int]:
+    """Every visible seq of the job, read as a tailer reads it (``after = newestSeq`` from 0)."""
+    seqs: list[int] = []
+    after = 0
+    while True:
+        response = await client.get(
+            f"/api/v1/jobs/{job_id}/logs", params={"after": after, "limit": 500}, headers=headers
+        )
+        page = await response.json()
+        assert response.status == 200, page
+        if not page["logs"]:
+            return seqs
+        seqs.extend(line["seq"] for line in page["logs"])
+        after = page["cursor"]["newestSeq"]
+
+
+async def wait_watermark_settles(client: TestClient[Any, Any], headers: dict[str, str], job_id: str, top: int) -> None:
+    """Ranges cut off by a fault are abandoned when their lease ends; wait until nothing holds readers back."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = await client.get(f"/api/v1/jobs/{job_id}/logs", params={"limit": 1}, headers=headers)
+        page = await response.json()
+        if response.status == 200 and (not page["logs"] or page["logs"][-1]["seq"] >= top):
+            return
+        assert time.monotonic() < deadline, "the watermark did not settle"
+        await asyncio.sleep(0.1)

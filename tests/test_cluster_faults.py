@@ -38,6 +38,7 @@ from service.settings import Settings, redis_cluster_seeds
 from service.stores.keyspace import SpaceKeys
 from service.stores.redis_api_keys import ApiKeyStore
 from tests.helpers import AppFactory, eventually
+from tests.logs_helpers import all_seqs, wait_watermark_settles
 
 RECOVERY_LIMIT_S = 5.0
 FAULT_CLUSTER_DIR = "/var/tmp/joblens-fault-cluster"  # noqa: S108 - reused between runs: Elasticsearch stays unpacked
@@ -216,33 +217,6 @@ async def _events(content: Any) -> AsyncIterator[tuple[str, Any, int | None]]:
             event_id = int(line[4:])
 
 
-async def _all_seqs(target: Target) -> list[int]:
-    seqs: list[int] = []
-    after = 0
-    while True:
-        params = {"after": after, "limit": 500}
-        response = await target.client.get(f"/api/v1/jobs/{target.job_id}/logs", params=params, headers=target.headers)
-        page = await response.json()
-        assert response.status == 200, page
-        if not page["logs"]:
-            return seqs
-        seqs.extend(line["seq"] for line in page["logs"])
-        after = page["cursor"]["newestSeq"]
-
-
-async def _wait_watermark_settles(target: Target, top: int) -> None:
-    """Ranges cut off by the fault are abandoned when their lease ends; wait until nothing holds readers back."""
-    deadline = time.monotonic() + 30
-    url = f"/api/v1/jobs/{target.job_id}/logs"
-    while True:
-        response = await target.client.get(url, params={"limit": 1}, headers=target.headers)
-        page = await response.json()
-        if response.status == 200 and (not page["logs"] or page["logs"][-1]["seq"] >= top):
-            return
-        assert time.monotonic() < deadline, "the watermark did not settle"
-        await asyncio.sleep(0.1)
-
-
 def _assert_exactly_once(record: LoadRecord, stored: list[int]) -> None:
     acknowledged = record.acknowledged_seqs()
     assert record.unexpected == []
@@ -275,7 +249,7 @@ async def _under_load(target: Target, record: LoadRecord, readers: bool) -> Asyn
     finally:
         stop.set()
         await asyncio.gather(*load)
-    await _wait_watermark_settles(target, top())
+    await wait_watermark_settles(target.client, target.headers, target.job_id, top())
     done.set()
     await asyncio.wait_for(asyncio.gather(*followers), 60)
 
@@ -367,7 +341,7 @@ async def test_an_elasticsearch_node_dies_mid_ingest_and_mid_tail(
         ended_at = time.monotonic()
         recovery = record.longest_gap(killed_at, ended_at, KINDS_ELASTICSEARCH)
         assert recovery <= RECOVERY_LIMIT_S
-        _assert_exactly_once(record, await _all_seqs(target))
+        _assert_exactly_once(record, await all_seqs(target.client, target.headers, target.job_id))
         print(
             f"es node {number} killed: {len(record.acknowledged_seqs())} lines acknowledged and found once, "
             f"{dict(record.statuses)}, longest stretch without a success {recovery:.2f}s, "
@@ -450,7 +424,7 @@ async def test_a_redis_primary_dies_and_its_replica_takes_over(
         assert record.statuses[503] > 0, "the failover was not observed"
         recovery = record.first_success_after(promoted_at, KINDS_REDIS)
         assert recovery <= RECOVERY_LIMIT_S
-        _assert_exactly_once(record, await _all_seqs(target))
+        _assert_exactly_once(record, await all_seqs(target.client, target.headers, target.job_id))
         print(
             f"redis primary {primary} killed, replica {replica} promoted after {promoted_at - killed_at:.2f}s: "
             f"{len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
@@ -494,7 +468,7 @@ async def test_a_replica_promoted_without_the_latest_writes_keeps_every_acknowle
             await _wait_promoted(replica)
         assert lost, "no append was acknowledged while the replica was cut off"
         assert record.repaired > 0, "the seq repair was not needed"
-        _assert_exactly_once(record, await _all_seqs(target))
+        _assert_exactly_once(record, await all_seqs(target.client, target.headers, target.job_id))
         print(
             f"stale replica {replica} promoted: {sum(b - a + 1 for a, b in lost)} acknowledged lines unknown to it, "
             f"{len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "

@@ -23,6 +23,7 @@ from service.app import redis_client
 from service.settings import Settings
 from service.stores.redis_api_keys import ApiKeyStore
 from tests.helpers import AppFactory, RedisServerFactory, Tenant
+from tests.logs_helpers import all_seqs, wait_watermark_settles
 from tests.servers import kill_elasticsearch
 
 RECOVERY_LIMIT_S = 5.0
@@ -116,33 +117,6 @@ async def _tail(
         await asyncio.sleep(0.05)
 
 
-async def _all_seqs(client: TestClient[Any, Any], headers: dict[str, str], job_id: str) -> list[int]:
-    seqs: list[int] = []
-    after = 0
-    while True:
-        response = await client.get(
-            f"/api/v1/jobs/{job_id}/logs", params={"after": after, "limit": 500}, headers=headers
-        )
-        page = await response.json()
-        assert response.status == 200, page
-        if not page["logs"]:
-            return seqs
-        seqs.extend(line["seq"] for line in page["logs"])
-        after = page["cursor"]["newestSeq"]
-
-
-async def _wait_watermark_settles(client: TestClient[Any, Any], headers: dict[str, str], job_id: str, top: int) -> None:
-    """Ranges cut off by the outage are abandoned when their lease ends; wait until nothing holds readers back."""
-    deadline = time.monotonic() + 30
-    while True:
-        response = await client.get(f"/api/v1/jobs/{job_id}/logs", params={"limit": 1}, headers=headers)
-        page = await response.json()
-        if response.status == 200 and (not page["logs"] or page["logs"][-1]["seq"] >= top):
-            return
-        assert time.monotonic() < deadline, "the watermark did not settle"
-        await asyncio.sleep(0.1)
-
-
 def _assert_exactly_once(record: LoadRecord, stored: list[int]) -> None:
     acknowledged = record.acknowledged_seqs()
     assert record.unexpected == []
@@ -175,14 +149,14 @@ async def _outage_under_load(
     stop.set()
     await load
     top = max(last for _, last in record.acknowledged)
-    await _wait_watermark_settles(client, headers, job_id, top)
+    await wait_watermark_settles(client, headers, job_id, top)
     done.set()
     await asyncio.wait_for(tailer, 30)
 
     assert record.statuses[503] > 0, "the outage was not observed"
     recovery = record.recovery_s(back_at, checked_kinds)
     assert recovery < RECOVERY_LIMIT_S
-    _assert_exactly_once(record, await _all_seqs(client, headers, job_id))
+    _assert_exactly_once(record, await all_seqs(client, headers, job_id))
     print(
         f"{name}: {len(record.acknowledged_seqs())} lines acknowledged and found once, {dict(record.statuses)}, "
         f"recovered {recovery:.2f}s after the dependency was back"

@@ -21,6 +21,7 @@ returns is decided by this module, never by how an analyzer happened to cut a li
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -139,6 +140,7 @@ class QueryWord:
 QUERY_PART = re.compile(r'"([^"]*)"|(\S+)')
 
 
+@functools.lru_cache(maxsize=1024)  # a read asks for its words several times (query, batches, matcher)
 def parse_words(q: str) -> tuple[QueryWord, ...]:
     """``q`` as the contract reads it: whitespace-separated words, all of which must match; ``"a phrase"`` is
     one word whose spaces match any run of whitespace. A word without a letter or digit searches for its
