@@ -48,6 +48,7 @@ from service.stores.redis_cache import ReadCache
 from service.stores.redis_callbacks import CallbackStore
 from service.stores.redis_jobs import JobStore
 from service.stores.redis_logseq import LogSeqStore
+from service.stores.redis_replication import ReplicaWait
 from service.stores.redis_transitions import TransitionStore
 
 log = logging.getLogger(__name__)
@@ -175,10 +176,18 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
         lines = LogStore(client, settings)
         await lines.install_template()
         app[ELASTICSEARCH] = client
-        app[LOGS] = LogService(LogSeqStore(app[REDIS], app[READ_CACHE]), lines, app[JOBS], settings, app[METRICS])
+        app[LOGS] = LogService(_log_seq_store(app), lines, app[JOBS], settings, app[METRICS])
         yield
     finally:
         await client.close()
+
+
+def _log_seq_store(app: web.Application) -> LogSeqStore:
+    settings, metrics = app[SETTINGS], app[METRICS]
+    wait = ReplicaWait(
+        app[REDIS], settings.redis_wait_replicas, settings.redis_wait_timeout_s, metrics.log_appends_unreplicated.inc
+    )
+    return LogSeqStore(app[REDIS], app[READ_CACHE], wait)
 
 
 async def live_hub_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -49,6 +49,11 @@ class Metrics:
         self.log_lines_ingested = Counter(
             "joblens_log_lines_ingested_total", "Log lines acknowledged to clients", registry=self.registry
         )
+        self.log_appends_unreplicated = Counter(
+            "joblens_log_appends_unreplicated_total",
+            "Appends answered before a Redis replica confirmed their finish (JOBLENS_REDIS_WAIT_TIMEOUT_S passed)",
+            registry=self.registry,
+        )
         self.watermark_lag = Histogram(
             "joblens_log_watermark_lag_lines",
             "Lines of a finished append still invisible to tailers because lower seqs are in flight",

@@ -31,6 +31,9 @@ MAX_RETENTION_DAYS = 36_500
 RETENTION_ALLOWED = f"an integer number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
 
 
+# WAIT for replicas blocks the connection; the Redis clients time a reply out after 5 s.
+MAX_REDIS_WAIT_S = 4.0
+
 # `joblens serve --workers`: far above any machine's cores; each worker holds its own Redis and ES connections.
 MAX_WORKERS = 256
 
@@ -71,6 +74,18 @@ class Settings:
         "Redis, standalone (`redis://`, `rediss://` or `unix://`) or a Redis Cluster named by seed nodes"
         " (`redis+cluster://[user:password@]host:port,host:port`, `rediss+cluster://` with TLS; the client finds"
         " the other nodes itself); every multi-key operation stays in one hash slot.",
+    )
+    redis_wait_replicas: int | None = _setting(
+        None,
+        "Replicas that must hold an append's finish before it is answered (Redis `WAIT`), so that a failover keeps"
+        " every acknowledged line: `auto` waits for 1 wherever the primary has a replica online (asked every 5 s),"
+        " else for none; a number to always wait for that many, 0 for never.",
+        shown_default="auto",
+    )
+    redis_wait_timeout_s: float = _setting(
+        0.5,
+        "How long an append waits for those replicas; past it the append is answered anyway and counted in"
+        " `joblens_log_appends_unreplicated_total` (a replica stopped, cut off or far behind).",
     )
     elasticsearch_urls: tuple[str, ...] = _setting(
         ("http://127.0.0.1:9200",), "Elasticsearch nodes, comma-separated; requests are spread over them."
@@ -246,6 +261,17 @@ class Settings:
                 f"an integer number of seconds between 1 and {MAX_IDEMPOTENCY_TTL_S} (a year)",
             ),
             (self.index_shards >= 1, "index_shards", "an integer >= 1"),
+            (
+                self.redis_wait_replicas is None or self.redis_wait_replicas >= 0,
+                "redis_wait_replicas",
+                "auto or an integer >= 0",
+            ),
+            (
+                # WAIT holds the connection: it must answer well within the client's 5 s socket timeout.
+                0 < self.redis_wait_timeout_s <= MAX_REDIS_WAIT_S,
+                "redis_wait_timeout_s",
+                f"a number of seconds in (0, {MAX_REDIS_WAIT_S}]",
+            ),
             (self.index_replicas >= 0, "index_replicas", "an integer >= 0"),
             (self.callback_max_attempts >= 1, "callback_max_attempts", "an integer >= 1"),
             (self.read_cache_entries >= 0, "read_cache_entries", "an integer >= 0 (0 turns the cache off)"),
@@ -309,6 +335,10 @@ def _bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+def _replica_count(raw: str) -> int | None:
+    return None if raw.lower() == "auto" else int(raw)
+
+
 def _url(schemes: tuple[str, ...]) -> Callable[[str], str]:
     def convert(raw: str) -> str:
         if not raw.startswith(tuple(f"{s}://" for s in schemes)):
@@ -361,6 +391,8 @@ _PARSERS: dict[str, _Parser[Any]] = {
     "port": _INT,
     "workers": _INT,
     "redis_url": _typed(_redis_url, "a redis:// URL"),  # or redis+cluster://…: the description says so
+    "redis_wait_replicas": _typed(_replica_count, "auto or an integer >= 0"),
+    "redis_wait_timeout_s": _FLOAT,
     "elasticsearch_urls": _typed(_url_list, "comma-separated http(s):// URLs"),
     "index_prefix": _STR,
     "index_templates_dir": _STR,

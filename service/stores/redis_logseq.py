@@ -29,10 +29,12 @@ from dataclasses import dataclass
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT
 
 from service.domain.errors import JobNotFound, WrongState
 from service.stores.keyspace import SpaceKeys, text
 from service.stores.redis_cache import ReadCache
+from service.stores.redis_replication import ReplicaWait
 
 # Shared by FINISH and WATERMARK: abandon expired leases, then move the durability watermark over contiguous done
 # ranges. Expects KEYS[1] inflight, KEYS[2] done, KEYS[3] durable, KEYS[5] abandoned, KEYS[6] the space's
@@ -233,9 +235,10 @@ class LogSeqStore:
     """A quiet job's read window is kept in ``cache`` (see `redis_cache`): with nothing in flight, only a write
     can change it, and writes are announced. An older window is still a safe one: the watermark only grows."""
 
-    def __init__(self, redis: Redis, cache: ReadCache) -> None:
+    def __init__(self, redis: Redis, cache: ReadCache, replica_wait: ReplicaWait | None = None) -> None:
         self._redis = redis
         self._cache = cache
+        self._replica_wait = replica_wait or ReplicaWait(redis, 0, 1.0)
         self._reserve = redis.register_script(RESERVE_LUA)
         self._finish = redis.register_script(FINISH_LUA)
         self._watermark = redis.register_script(WATERMARK_LUA)
@@ -289,25 +292,29 @@ class LogSeqStore:
         keys = SpaceKeys(space_id)
         kept = b"" if answer is None else b"done:" + body_digest.encode() + b":" + answer
         shown = answer is not None if show is None else show
-        finishing = self._finish(
-            keys=[
-                keys.log_inflight(job_id),
-                keys.log_done(job_id),
-                keys.log_durable(job_id),
-                keys.idempotency(job_id, idempotency_digest or "-"),
-                keys.log_abandoned(job_id),
-                keys.logs_to_clean,
-                keys.log_visible(job_id),
-            ],
-            args=[
-                reservation.member,
-                reservation.first_seq,
-                kept,
-                idempotency_ttl_s if idempotency_digest else 0,
-                "show" if shown else "abandon",
-                job_id,
-                keys.log_live(job_id),
-            ],
+        script_keys = [
+            keys.log_inflight(job_id),
+            keys.log_done(job_id),
+            keys.log_durable(job_id),
+            keys.idempotency(job_id, idempotency_digest or "-"),
+            keys.log_abandoned(job_id),
+            keys.logs_to_clean,
+            keys.log_visible(job_id),
+        ]
+        script_args: list[EncodableT] = [
+            reservation.member,
+            reservation.first_seq,
+            kept,
+            idempotency_ttl_s if idempotency_digest else 0,
+            "show" if shown else "abandon",
+            job_id,
+            keys.log_live(job_id),
+        ]
+        # An answered append is acknowledged on the strength of this write: a replica must hold it too.
+        finishing = (
+            self._replica_wait.run(self._finish, script_keys, script_args)
+            if answer is not None
+            else self._finish(keys=script_keys, args=script_args)
         )
         reply = await self._cache.writing(_window_keys(keys, job_id), finishing)
         return int(reply[0]) == 1, int(reply[1])
