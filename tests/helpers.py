@@ -112,6 +112,14 @@ def expected_event(job: dict[str, Any], kind: str, data: Any = None) -> dict[str
     }
 
 
+async def metric_value(client: TestClient[Any, Any], name: str) -> float:
+    """The value of an unlabelled metric on the instance's `/metrics` page."""
+    response = await client.get("/metrics")
+    assert response.status == 200
+    [line] = [line for line in (await response.text()).splitlines() if line.startswith(f"{name} ")]
+    return float(line.split()[1])
+
+
 async def eventually(
     check: Callable[[], Awaitable[bool] | bool], what: str = "the condition", within_s: float = 10.0
 ) -> None:

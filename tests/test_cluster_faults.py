@@ -38,7 +38,7 @@ from service.app import redis_cluster_client
 from service.settings import Settings, redis_cluster_seeds
 from service.stores.keyspace import SpaceKeys
 from service.stores.redis_api_keys import ApiKeyStore
-from tests.helpers import AppFactory, eventually
+from tests.helpers import AppFactory, eventually, metric_value
 from tests.logs_helpers import all_seqs, wait_watermark_settles
 
 RECOVERY_LIMIT_S = 5.0
@@ -451,10 +451,7 @@ async def test_a_redis_primary_dies_and_its_replica_takes_over(
 
 
 async def _unreplicated_appends(client: TestClient[Any, Any]) -> float:
-    response = await client.get("/metrics")
-    text = await response.text()
-    [line] = [line for line in text.splitlines() if line.startswith("joblens_log_appends_unreplicated_total ")]
-    return float(line.split()[1])
+    return await metric_value(client, "joblens_log_appends_unreplicated_total")
 
 
 async def _replica_connection(port: int) -> Redis:

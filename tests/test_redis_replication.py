@@ -19,7 +19,7 @@ from service.settings import Settings
 from service.stores.keyspace import SpaceKeys
 from service.stores.redis_api_keys import ApiKeyStore
 from service.stores.redis_replication import replicas_online
-from tests.helpers import AppFactory, RedisServerFactory, Tenant, body, create_job, eventually
+from tests.helpers import AppFactory, RedisServerFactory, Tenant, body, create_job, eventually, metric_value
 from tests.servers import RedisProcess
 
 LINES = [{"message": f"line {i}"} for i in range(5)]
@@ -62,9 +62,7 @@ async def _tenant(settings: Settings, redis_url: str) -> tuple[Tenant, dict[str,
 
 
 async def _unreplicated(client: TestClient[Any, Any]) -> float:
-    text = await (await client.get("/metrics")).text()
-    [line] = [line for line in text.splitlines() if line.startswith("joblens_log_appends_unreplicated_total ")]
-    return float(line.split()[1])
+    return await metric_value(client, "joblens_log_appends_unreplicated_total")
 
 
 async def test_an_append_is_answered_once_the_replica_holds_it(
