@@ -454,7 +454,7 @@ class StreamPhaseResult:
     posts: int = 0
     unseen: int = 0  # (stream, batch) pairs of this phase never seen
     write_s: float = 0.0  # from the first post's start to the last post's answer
-    es_queries: int = -1  # search query_total delta over the writing (-1: not read)
+    es_queries: int = -1  # ES reads (searches + gets) delta over the writing (-1: not read)
     es_s: float = 0.0  # the interval the delta covers
     es_index_queries: int = -1  # the same for `StreamPlan.es_index` only
     rss_mib: list[float] = field(default_factory=list)  # during the writing
@@ -475,16 +475,23 @@ def _statm_mib(pid: int) -> float:
 
 
 async def _es_query_total(session: aiohttp.ClientSession, es_url: str, index: str) -> tuple[int, int]:
-    """The cluster's search query count (query phases, summed over nodes), and ``index``'s own (0 without one)."""
-    url = f"{es_url}/_nodes/stats/indices/search?filter_path=nodes.*.indices.search.query_total"
+    """The cluster's reads (search query phases plus documents got by id: a tail read fetches lines not yet
+    searchable with a realtime ``_mget``), summed over nodes, and ``index``'s own (0 without one)."""
+    fields = "nodes.*.indices.search.query_total,nodes.*.indices.get.total"
+    url = f"{es_url}/_nodes/stats/indices/search,get?filter_path={fields}"
     async with session.get(url) as response:
         answer: dict[str, Any] = orjson.loads(await response.read())
-    total = sum(int(node["indices"]["search"]["query_total"]) for node in answer["nodes"].values())
+    total = sum(_reads(node["indices"]) for node in answer["nodes"].values())
     if not index:
         return total, 0
-    async with session.get(f"{es_url}/{index}/_stats/search?filter_path=_all.total.search.query_total") as response:
+    own_url = f"{es_url}/{index}/_stats/search,get?filter_path=_all.total.search.query_total,_all.total.get.total"
+    async with session.get(own_url) as response:
         own: dict[str, Any] = orjson.loads(await response.read())
-    return total, int(own["_all"]["total"]["search"]["query_total"])
+    return total, _reads(own["_all"]["total"])
+
+
+def _reads(stats: dict[str, Any]) -> int:
+    return int(stats.get("search", {}).get("query_total", 0)) + int(stats.get("get", {}).get("total", 0))
 
 
 @dataclass(eq=False, slots=True)

@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 
 from bench import wrk
+from bench.es import Es
 from bench.loadgen import (
     BulkTemplate,
     Call,
@@ -442,7 +443,9 @@ async def p6_fresh(ctx: Ctx) -> Outcome:
         FRESH_POLL_S,
         drain_s=3.0,
     )
+    before = await _scratch_activity(ctx)
     result = await ctx.loadgen.run(run_freshness, plan, p6_estimate(ctx) + 30)
+    es_activity = _activity_since(before, await _scratch_activity(ctx))
     if result.errors or result.unseen:
         ctx.notes.append(f"P6: {result.errors} errors, {result.unseen} batches never seen by the tailer")
     rows = _freshness_rows("poll tailer", result.visible_ms, FRESH_POLL_P95_MS)
@@ -456,9 +459,34 @@ async def p6_fresh(ctx: Ctx) -> Outcome:
         "polls": result.polls,
         "unseen": result.unseen,
         "errors": result.errors,
+        "es": es_activity,
         "stream": stream_details,
     }
     return rows + stream_rows, details
+
+
+async def _scratch_activity(ctx: Ctx) -> dict[str, int]:
+    """What Elasticsearch did on this run's write index so far: explicit refreshes (and their time), searches,
+    document gets (each line of an ``_mget`` is one). P6 keeps the difference over its writing in its details."""
+    async with Es(ctx.es_url) as es:
+        answer = await es.call(
+            "GET",
+            f"/{scratch_index()}/_stats/refresh,search,get",
+            params={"filter_path": "_all.total"},
+            allow=(200, 404),
+        )
+    total = (answer or {}).get("_all", {}).get("total", {})
+    refresh, search, get = total.get("refresh", {}), total.get("search", {}), total.get("get", {})
+    return {
+        "refreshes": int(refresh.get("external_total", 0)),
+        "refresh_ms": int(refresh.get("external_total_time_in_millis", 0)),
+        "searches": int(search.get("query_total", 0)),
+        "gets": int(get.get("total", 0)),
+    }
+
+
+def _activity_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before.get(name, 0) for name in after}
 
 
 async def _p6_stream(ctx: Ctx) -> Outcome:
@@ -478,14 +506,16 @@ async def _p6_stream(ctx: Ctx) -> Outcome:
         open_timeout_s=10.0,
         max_posts=10_000,
     )
+    before = await _scratch_activity(ctx)
     result = await ctx.loadgen.run(run_streams, plan, _p6_stream_estimate(ctx) + 30)
+    es_activity = _activity_since(before, await _scratch_activity(ctx))
     [phase] = result.phases or [StreamPhaseResult(0, 0.0)]
     if result.errors or phase.errors or phase.unseen:
         ctx.notes.append(
             f"P6 stream: {result.errors} broken streams, {phase.errors} POST errors, {phase.unseen} batches never seen"
         )
     rows = _freshness_rows("live stream", phase.seen_ms, FRESH_STREAM_P95_MS)
-    return rows, _phase_details(phase) | {"events": result.events, "broken_streams": result.errors}
+    return rows, _phase_details(phase) | {"events": result.events, "broken_streams": result.errors, "es": es_activity}
 
 
 def _phase_details(phase: StreamPhaseResult) -> Details:
@@ -550,8 +580,8 @@ async def p7_fanout(ctx: Ctx) -> Outcome:
     for phase in result.phases:  # the cluster-wide count is the figure; this run's index says whether it is clean
         if phase.es_queries > 1.25 * phase.es_index_queries + 50:
             ctx.notes.append(
-                f"P7: {phase.es_queries} ES searches cluster-wide vs {phase.es_index_queries} on {scratch_index()} "
-                f"with {phase.streams} streams: other search load on the cluster"
+                f"P7: {phase.es_queries} ES reads cluster-wide vs {phase.es_index_queries} on {scratch_index()} "
+                f"with {phase.streams} streams: other read load on the cluster"
             )
     wanted = len(jobs) * p.p7_streams_per_job
     if many.streams < wanted:
@@ -593,8 +623,8 @@ def _p7_rows(ctx: Ctx, result: StreamResult, jobs: int) -> list[Row]:
     rows.append(
         Row(
             "P7",
-            f"ES searches/s: {many.streams:,} vs {one.streams} streams, same jobs & writes",
-            "req/s",
+            f"ES reads/s (searches + gets): {many.streams:,} vs {one.streams} streams, same jobs & writes",
+            "reads/s",
             rate_many,
             rate_one,
             None,

@@ -174,10 +174,13 @@ async def elasticsearch_ctx(app: web.Application) -> AsyncIterator[None]:
         with _errors_only(*ELASTIC_TRANSPORT_LOGGERS):  # its warnings (a traceback each) per failed attempt
             await connect_with_retry("Elasticsearch", urls, client.cluster.health, settings.connect_timeout_s)
         lines = LogStore(client, settings)
-        await lines.install_template()
-        app[ELASTICSEARCH] = client
-        app[LOGS] = LogService(_log_seq_store(app), lines, app[JOBS], settings, app[METRICS])
-        yield
+        try:
+            await lines.install_template()
+            app[ELASTICSEARCH] = client
+            app[LOGS] = LogService(_log_seq_store(app), lines, app[JOBS], settings, app[METRICS])
+            yield
+        finally:
+            await lines.close()
     finally:
         await client.close()
 

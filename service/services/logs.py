@@ -13,16 +13,17 @@ from typing import Any
 from service.domain.clock import ms_from_iso, now_ms
 from service.domain.errors import JobNotFound, SearchTooLong, Unavailable
 from service.domain.logs import LogQuery, SpaceLogQuery, build_docs, ingest_answer, parse_log_body
-from service.domain.search import WordMatcher
 from service.observability import Metrics
 from service.settings import Settings
 from service.stores.es_logs import (
     CANDIDATE_BATCH,
+    UNSEARCHABLE_FETCH_MAX,
     BulkFailed,
     LogPage,
     LogStore,
     SeqCollision,
     line_view,
+    matcher_for,
 )
 from service.stores.redis_jobs import JobStore
 from service.stores.redis_logseq import LogSeqStore, ReadWindow, Reservation, SeqState
@@ -43,6 +44,16 @@ def _acknowledged(source: dict[str, Any], window: ReadWindow | None) -> bool:
         return False
     seq = int(source["seq"])
     return seq <= window.durable_seq and not any(first <= seq <= last for first, last in window.abandoned)
+
+
+def _tails_unsearchable(window: ReadWindow, query: LogQuery) -> bool:
+    """Whether a read is an ``after`` page over acknowledged lines not yet searchable, few enough to be read by id
+    (`LogStore.tail`) rather than made searchable by a refresh first; a tailer that is caught up needs neither.
+    The page then covers up to the durability watermark: every seq at or below it is acknowledged or abandoned,
+    and a get sees every acknowledged line."""
+    if query.mode != "after" or window.durable_seq <= window.visible_seq:
+        return False  # everything acknowledged is searchable (no refresh either way), or not a tail
+    return window.durable_seq - max(query.seq, window.visible_seq) <= UNSEARCHABLE_FETCH_MAX
 
 
 class LogService:
@@ -222,13 +233,8 @@ class LogService:
         """A page as `read` answers it, and the seq up to which the page covers the job's log: every line at or
         below it that matches ``query`` and comes after the page's start is in the page (the watermark the read
         used, unless the page is full). What a stream following ``after`` moves its cursor to."""
-        window = await self._visible_window(space_id, job_id)
-        if window.visible_seq == 0:
-            # Nothing to show yet, so nothing to ask: the job's index may not even exist, or (created this instant
-            # by another writer's first bulk) have no started shard, which Elasticsearch answers with a 503.
-            page = LogPage([], has_more=False)
-        else:
-            page = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, window.abandoned, query)
+        window = await self._seqs.read_window(space_id, job_id)
+        page, shown_seq = await self._page(space_id, job_id, window, query)
         lines = page.lines
         cursor = {
             "mode": query.mode,
@@ -239,8 +245,25 @@ class LogService:
         if query.mode == "around":  # a context view continues both ways: `before` oldestSeq, `after` newestSeq
             cursor |= {"hasOlder": page.has_older, "hasNewer": page.has_newer}
         answer = {"logs": lines, "cursor": cursor}
-        covered = int(lines[-1]["seq"]) if page.has_more and query.mode != "latest" else window.visible_seq
+        covered = int(lines[-1]["seq"]) if page.has_more and query.mode != "latest" else shown_seq
         return answer, max(covered, query.seq if query.mode == "after" else 0)
+
+    async def _page(self, space_id: str, job_id: str, window: ReadWindow, query: LogQuery) -> tuple[LogPage, int]:
+        """The page ``query`` asks for, from ``window`` (just read), and the watermark it was read up to."""
+        if _tails_unsearchable(window, query):
+            # A tail read needs no refresh: what is acknowledged but not searchable yet is read by id.
+            tail = await self._lines.tail(
+                job_id, window.job_created_ms, window.visible_seq, window.durable_seq, window.abandoned, query
+            )
+            if tail is not None:
+                return tail, window.durable_seq
+        window = await self._made_visible(space_id, job_id, window)
+        if window.visible_seq == 0:
+            # Nothing to show yet, so nothing to ask: the job's index may not even exist, or (created this instant
+            # by another writer's first bulk) have no started shard, which Elasticsearch answers with a 503.
+            return LogPage([], has_more=False), 0
+        page = await self._lines.search(job_id, window.job_created_ms, window.visible_seq, window.abandoned, query)
+        return page, window.visible_seq
 
     async def export(self, space_id: str, job_id: str, query: LogQuery) -> AsyncIterator[list[dict[str, Any]]]:
         """Every line of the job visible now that matches ``query``'s levels and text, ascending, in batches."""
@@ -260,7 +283,7 @@ class LogService:
         is never shown). At most ``SPACE_SCAN_MAX`` candidates are looked at per page: the cursor then continues
         from the last one looked at, so a rare match among many near misses costs several short pages, never
         one long request."""
-        matcher = WordMatcher(query.words) if query.words else None
+        matcher = matcher_for(query.words)
         timeout_s = self._settings.space_search_timeout_s
         deadline = time.monotonic() + timeout_s
         kept: list[tuple[dict[str, Any], tuple[int, str, int]]] = []
@@ -333,7 +356,10 @@ class LogService:
         visibility one, a refresh of the index that begins after reading it (shared with every reader and
         clean-up of this process meanwhile) makes all of those lines searchable, and the visibility watermark
         rises to it. So a read issued after an append's answer includes its lines, without the append waiting."""
-        window = await self._seqs.read_window(space_id, job_id)
+        return await self._made_visible(space_id, job_id, await self._seqs.read_window(space_id, job_id))
+
+    async def _made_visible(self, space_id: str, job_id: str, window: ReadWindow) -> ReadWindow:
+        """``window`` (just read) with every acknowledged line searchable (see `_visible_window`)."""
         if window.durable_seq <= window.visible_seq:
             return window
         await self._lines.make_searchable(window.job_created_ms)

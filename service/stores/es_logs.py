@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -17,16 +18,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote, urlencode
 
 import elastic_transport
 import elasticsearch
 import orjson
+from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import AsyncElasticsearch
 
 from service.domain.errors import SearchTooLong
 from service.domain.logs import LogQuery, SpaceLogQuery
 from service.domain.search import QueryWord, WordMatcher
 from service.settings import Settings
+from service.stores.es_http import EsHttp
 
 TEMPLATE_FILE_NAME = "joblogs.json"
 RETRYABLE_ITEM_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -39,6 +43,27 @@ CLEANUP_PAGE_LINES = 1000
 # Fields an index made from an older template lacks (its `message` stays analysed: `text_query` reads it there).
 FIELDS_ADDED_SINCE_FIRST_TEMPLATE = ("job_name", "words", "joins")
 LINE_FIELDS = ["id", "seq", "level", "message", "source", "metadata", "logged_at", "created_at"]
+LINE_FIELDS_AND_WORDS = [*LINE_FIELDS, "words"]  # a line read by id with ``q``: has it the search fields?
+# The query string of a page's search and of reads by id, after ``routing`` (what `AsyncElasticsearch` would send).
+PAGE_PARAMETERS = urlencode(
+    {"_source_includes": ",".join(LINE_FIELDS), "ignore_unavailable": "true", "filter_path": "hits.hits._source"}
+)
+BY_ID_PARAMETERS = urlencode(
+    {"_source_includes": ",".join(LINE_FIELDS), "filter_path": "docs.found,docs._source,docs.error"}
+)
+BY_ID_WITH_WORDS_PARAMETERS = urlencode(
+    {"_source_includes": ",".join(LINE_FIELDS_AND_WORDS), "filter_path": "docs.found,docs._source,docs.error"}
+)
+NO_NODE = NodeConfig("http", "-", 0)  # for an error raised here, not answered by a node
+
+
+class MgetFailed(elasticsearch.ApiError):
+    """A line could not be read by id (its shard is not available, say): a page without it would skip it."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        # 503 like a shard without a copy to answer: the error middleware answers "retry later"
+        meta = ApiResponseMeta(status=503, http_version="1.1", headers=HttpHeaders(), duration=0.0, node=NO_NODE)
+        super().__init__(str(error.get("type", "mget failed")), meta=meta, body=error)
 
 
 class BulkFailed(Exception):
@@ -102,6 +127,7 @@ def index_template(settings: Settings) -> dict[str, Any]:
     return template
 
 
+@functools.lru_cache(maxsize=4096)  # every read names its job's index: the jobs being read now, computed once each
 def index_for(prefix: str, job_created_ms: int) -> str:
     created = datetime.fromtimestamp(job_created_ms / 1000, tz=UTC)
     return f"{prefix}-{created:%Y.%m}"
@@ -153,7 +179,13 @@ class LogStore:
         self._es = es
         self._settings = settings
         self._refreshes = RefreshCoalescer(es)
+        # The hot reads (pages, lines by id) take the lean path; everything else goes through the client.
+        self._http = EsHttp(es, settings.es_request_timeout_s)
         self._index_list: tuple[float, list[str]] | None = None  # (monotonic time read, names)
+
+    async def close(self) -> None:
+        """Close the lean path's kept-alive connections (the client itself is closed by whoever made it)."""
+        await self._http.close()
 
     async def install_template(self) -> None:
         """Create or update the template, and add the fields it gained to the indices made before (their lines are
@@ -382,26 +414,114 @@ class LogStore:
         exactly: candidates are read in batches until the page is full or none is left."""
         if query.mode == "around":
             return await self._around(job_id, job_created_ms, visible_seq, abandoned, query)
-        matcher = WordMatcher(query.words) if query.words else None
+        matcher = matcher_for(query.words)
+        kept = await self._matching_sources(job_id, job_created_ms, visible_seq, abandoned, query, matcher)
+        return _page(kept, query, matcher)
+
+    async def tail(
+        self,
+        job_id: str,
+        job_created_ms: int,
+        visible_seq: int,
+        durable_seq: int,
+        abandoned: Sequence[tuple[int, int]],
+        query: LogQuery,
+    ) -> LogPage | None:
+        """An ``after`` page up to ``durable_seq``, without a refresh: the lines up to ``visible_seq`` are searched,
+        those above it (acknowledged, perhaps not searchable yet) are fetched by id with a realtime ``_mget``, which
+        sees every acknowledged write on any copy. Levels and ``q`` are decided here for those (`WordMatcher` is
+        exact). The caller keeps ``durable_seq - max(query.seq, visible_seq)`` within `UNSEARCHABLE_FETCH_MAX`. None
+        when those lines cannot be decided here (see `_unsearchable_sources`): the caller refreshes and searches."""
+        matcher = matcher_for(query.words)
+        wanted = query.limit + 1
+        kept: list[dict[str, Any]] = []
+        if query.seq < visible_seq:
+            kept = await self._matching_sources(job_id, job_created_ms, visible_seq, abandoned, query, matcher)
+        if len(kept) < wanted:
+            after_seq = max(query.seq, visible_seq)
+            unsearchable = await self._unsearchable_sources(
+                job_id, job_created_ms, after_seq, durable_seq, abandoned, query, matcher, wanted - len(kept)
+            )
+            if unsearchable is None:
+                return None
+            kept += unsearchable
+        return _page(kept, query, matcher)
+
+    async def _matching_sources(
+        self,
+        job_id: str,
+        job_created_ms: int,
+        visible_seq: int,
+        abandoned: Sequence[tuple[int, int]],
+        query: LogQuery,
+        matcher: WordMatcher | None,
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit + 1`` matching sources in the page's direction (ascending for ``after``), searched."""
         ascending = query.mode == "after"
         search_after = None if query.mode == "latest" else query.seq
         wanted = query.limit + 1
         kept: list[dict[str, Any]] = []
         batch = wanted
+        # Candidates are checked unless they are known to match (decided once per read, not per candidate).
+        check = None if matcher is None or matcher.candidates_exact else matcher.matches
         while True:
             sources = await self._page_sources(
                 job_id, job_created_ms, {"lte": visible_seq}, abandoned, query, ascending, search_after, batch
             )
-            kept.extend(source for source in sources if matcher is None or matcher.verifies(source["message"]))
+            kept.extend(sources if check is None else (source for source in sources if check(source["message"])))
             if len(kept) >= wanted or len(sources) < batch:
-                break
+                return kept[:wanted]
             search_after = sources[-1]["seq"]
             batch = CANDIDATE_BATCH  # what was left out was not a match: read further in bigger steps
-        has_more = len(kept) > query.limit
-        lines = [line_view(source, matcher, query.highlight) for source in kept[: query.limit]]
-        if not ascending:
-            lines.reverse()
-        return LogPage(lines, has_more)
+
+    async def _unsearchable_sources(
+        self,
+        job_id: str,
+        job_created_ms: int,
+        after_seq: int,
+        through_seq: int,
+        abandoned: Sequence[tuple[int, int]],
+        query: LogQuery,
+        matcher: WordMatcher | None,
+        wanted: int,
+    ) -> list[dict[str, Any]] | None:
+        """Up to ``wanted`` matching sources with a seq in ``after_seq < seq <= through_seq`` outside the abandoned
+        ranges, ascending, read by id. Without a filter the first ``wanted`` seqs are enough (each holds a line,
+        unless a failed append's line was removed), so only those are asked for first. None when ``q`` cannot be
+        decided as a search would: a line without the search fields (rewritten by an older joblens) is found by
+        whole standard tokens only (see `text_query`), which only Elasticsearch's analyzer knows."""
+        seqs = [seq for seq in range(after_seq + 1, through_seq + 1) if not _within(seq, abandoned)]
+        filtered = bool(query.levels) or matcher is not None
+        first = seqs if filtered else seqs[:wanted]
+        fields = LINE_FIELDS if matcher is None else LINE_FIELDS_AND_WORDS
+        sources = await self._sources_by_seq(job_id, job_created_ms, first, fields)
+        if len(sources) < wanted and len(first) < len(seqs):
+            sources += await self._sources_by_seq(job_id, job_created_ms, seqs[len(first) :], fields)
+        if matcher is not None and any("words" not in source for source in sources):
+            return None
+        return _matching(sources, query, matcher)[:wanted]
+
+    async def _sources_by_seq(
+        self, job_id: str, job_created_ms: int, seqs: Sequence[int], fields: list[str]
+    ) -> list[dict[str, Any]]:
+        """The ``_source`` of the job's lines at these seqs, in their order, by a realtime ``_mget`` (one shard):
+        a seq without a line (a failed append's line removed) is left out, and so is every one if the index is
+        gone (retention), as a search would. Any other failure raises: leaving a line out would skip it."""
+        if not seqs:
+            return []
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        parameters = BY_ID_PARAMETERS if fields is LINE_FIELDS else BY_ID_WITH_WORDS_PARAMETERS
+        target = f"/{quote(index, safe='')}/_mget?routing={quote(job_id, safe='')}&{parameters}"
+        response = await self._http.post(target, orjson.dumps({"ids": [f"{job_id}:{seq}" for seq in seqs]}))
+        sources: list[dict[str, Any]] = []
+        for doc in response.get("docs", []):
+            if "error" in doc:
+                if doc["error"].get("type") == "index_not_found_exception":
+                    continue
+                raise MgetFailed(doc["error"])
+            if doc.get("found"):
+                sources.append(doc["_source"])
+        return sources
 
     async def _page_sources(
         self,
@@ -416,18 +536,17 @@ class LogStore:
     ) -> list[dict[str, Any]]:
         """The ``_source`` of up to ``size`` candidate lines in ``seq_range`` after (or before) ``search_after``,
         in seq order."""
-        response = await self._es.search(
-            index=index_for(self._settings.index_prefix, job_created_ms),
-            routing=job_id,
-            query=job_lines_query(job_id, seq_range, abandoned, query.levels, query.words),
-            sort=[{"seq": {"order": "asc" if ascending else "desc"}}],
-            search_after=None if search_after is None else [search_after],
-            size=size,
-            track_total_hits=False,
-            source_includes=LINE_FIELDS,
-            ignore_unavailable=True,
-            filter_path="hits.hits._source",
-        )
+        body: dict[str, Any] = {
+            "query": job_lines_query(job_id, seq_range, abandoned, query.levels, query.words),
+            "sort": [{"seq": {"order": "asc" if ascending else "desc"}}],
+            "size": size,
+            "track_total_hits": False,
+        }
+        if search_after is not None:
+            body["search_after"] = [search_after]
+        index = index_for(self._settings.index_prefix, job_created_ms)
+        target = f"/{quote(index, safe='')}/_search?routing={quote(job_id, safe='')}&{PAGE_PARAMETERS}"
+        response = await self._http.post(target, orjson.dumps(body))
         return [hit["_source"] for hit in response.get("hits", {}).get("hits", [])]
 
     async def _around(
@@ -479,7 +598,7 @@ class LogStore:
         windows of `EXPORT_BATCH` (a window holds at most that many lines: seqs are unique), and
         `EXPORT_WINDOWS_IN_FLIGHT` of them are fetched at once while the caller writes the oldest: Elasticsearch
         works on the next pages while the service encodes this one."""
-        matcher = WordMatcher(query.words) if query.words else None
+        matcher = matcher_for(query.words)
         starts = iter(range(1, visible_seq + 1, EXPORT_BATCH))
 
         def fetch(start: int) -> asyncio.Task[list[dict[str, Any]]]:
@@ -586,6 +705,9 @@ class LogStore:
 
 INDEX_LIST_MAX_AGE_S = 5.0
 CANDIDATE_BATCH = 1000
+# A tail read fetches at most this many seqs by id (one `_mget`): lines acknowledged but perhaps not searchable yet.
+# A longer run of them (nobody read for a while, or a burst) is made searchable by a refresh instead.
+UNSEARCHABLE_FETCH_MAX = 1000
 EXPORT_BATCH = 5000
 EXPORT_WINDOWS_IN_FLIGHT = 3
 
@@ -649,6 +771,34 @@ def _token_anywhere(token: str) -> dict[str, Any]:
     if not token.isalpha():
         return {"term": {"words": token}}
     return {"bool": {"should": [{"term": {"words": token}}, {"term": {"joins": token}}], "minimum_should_match": 1}}
+
+
+@functools.lru_cache(maxsize=1024)  # a matcher holds only its words' compiled patterns: one per query text will do
+def matcher_for(words: tuple[QueryWord, ...]) -> WordMatcher | None:
+    """The exact test of ``q`` (None for no ``q``)."""
+    return WordMatcher(words) if words else None
+
+
+def _page(kept: list[dict[str, Any]], query: LogQuery, matcher: WordMatcher | None) -> LogPage:
+    """Up to ``limit + 1`` sources in the page's direction as a page in ascending seq."""
+    lines = [line_view(source, matcher, query.highlight) for source in kept[: query.limit]]
+    if query.mode != "after":
+        lines.reverse()
+    return LogPage(lines, has_more=len(kept) > query.limit)
+
+
+def _within(seq: int, ranges: Sequence[tuple[int, int]]) -> bool:
+    return any(first <= seq <= last for first, last in ranges)
+
+
+def _matching(sources: list[dict[str, Any]], query: LogQuery, matcher: WordMatcher | None) -> list[dict[str, Any]]:
+    """Of sources read by id (not found by a query), those of ``query``'s levels that match its words exactly."""
+    levels = query.levels
+    return [
+        source
+        for source in sources
+        if (not levels or source["level"] in levels) and (matcher is None or matcher.matches(source["message"]))
+    ]
 
 
 def line_view(source: dict[str, Any], matcher: WordMatcher | None, highlight: bool) -> dict[str, Any]:
