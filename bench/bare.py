@@ -1,16 +1,19 @@
-"""The P4 baseline: a bare aiohttp app answering the service's paths with constant JSON bodies.
+"""Bare aiohttp baselines: the P4 one answers the service's paths with constant JSON bodies; the P3 floor
+(``/forward/<ES path>``) sends the request it got to Elasticsearch as it is, on a kept-alive client session, and
+answers with what came back: what any aiohttp service in front of Elasticsearch pays before doing anything.
 
 Run the way the service runs (``web.run_app`` on the same event loop, no access log, INFO logging), in its own process:
-``python -m bench.bare --port P --bodies FILE`` where FILE is ``{"job": "<json>", "progress": "<json>"}``.
+``python -m bench.bare --port P --bodies FILE --es URL`` where FILE is ``{"job": "<json>", "progress": "<json>"}``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -26,11 +29,35 @@ def constant(body: bytes) -> Handler:
     return handler
 
 
-def build_app(job_body: bytes, progress_body: bytes) -> web.Application:
+FORWARD_PREFIX = "/forward"
+ES_SESSION = web.AppKey("es_session", aiohttp.ClientSession)
+
+
+def forward(es_url: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        target = es_url + request.path_qs[len(FORWARD_PREFIX) :]
+        headers = {"content-type": request.headers.get("content-type", "application/json")}
+        body = await request.read()
+        async with request.app[ES_SESSION].request(request.method, target, data=body, headers=headers) as answer:
+            return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
+
+    return handler
+
+
+async def es_session(app: web.Application) -> AsyncIterator[None]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
+        app[ES_SESSION] = session
+        yield
+
+
+def build_app(job_body: bytes, progress_body: bytes, es_url: str | None = None) -> web.Application:
     app = web.Application()
     app.router.add_get("/api/v1/jobs/{jobId:[^/]+}", constant(job_body))
     app.router.add_get("/api/v1/jobs/{jobId:[^/]+}/progress", constant(progress_body))
     app.router.add_get("/healthz", constant(b'{"status":"ok"}'))
+    if es_url is not None:
+        app.router.add_route("*", FORWARD_PREFIX + "/{path:.*}", forward(es_url.rstrip("/")))
+        app.cleanup_ctx.append(es_session)
     return app
 
 
@@ -38,10 +65,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--bodies", type=Path, required=True)
+    parser.add_argument("--es", help="Elasticsearch URL that /forward/… sends requests to")
     args = parser.parse_args()
     bodies = orjson.loads(args.bodies.read_bytes())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    app = build_app(bodies["job"].encode(), bodies["progress"].encode())
+    app = build_app(bodies["job"].encode(), bodies["progress"].encode(), args.es)
     # the same event loop as `joblens serve`
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, loop=new_event_loop())
 

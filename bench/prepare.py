@@ -146,7 +146,7 @@ async def prepare(profile: Profile, exits: contextlib.AsyncExitStack) -> Ctx:
     run = await _run_jobs(api, run_space)
     captures = await _capture(proxy, instance, profile, session, data, log_space, run)
     instance.terminate()
-    bare = await _start_bare(exits, api, run.meta)
+    bare = await _start_bare(exits, api, run.meta, es_url)
     loadgen = LoadGen()
     exits.callback(loadgen.close)
     versions = {
@@ -212,15 +212,15 @@ async def _meta_job(api: Api, space: SeededSpace) -> str:
     return str(created["id"])
 
 
-async def _start_bare(exits: contextlib.AsyncExitStack, api: Api, job_id: str) -> Proc:
-    """The bare app answers with the service's own bodies, so sizes match exactly."""
+async def _start_bare(exits: contextlib.AsyncExitStack, api: Api, job_id: str, es_url: str) -> Proc:
+    """The bare app answers with the service's own bodies, so sizes match exactly, and forwards to ``es_url``."""
     bodies = {
         "job": (await api.raw("GET", f"/api/v1/jobs/{job_id}")).decode(),
         "progress": (await api.raw("GET", f"/api/v1/jobs/{job_id}/progress")).decode(),
     }
     path = RESULTS_DIR / "bare-bodies.json"
     path.write_bytes(orjson.dumps(bodies))
-    bare = _started(exits, start_bare(path, RESULTS_DIR))
+    bare = _started(exits, start_bare(path, RESULTS_DIR, es_url))
     await wait_http(bare, "/healthz")
     return bare
 

@@ -99,9 +99,9 @@ def start_service(name: str, env_overrides: dict[str, str], log_dir: Path, worke
     return _spawn(name, command, env, port, log_dir)
 
 
-def start_bare(bodies_file: Path, log_dir: Path) -> Proc:
+def start_bare(bodies_file: Path, log_dir: Path, es_url: str) -> Proc:
     port = free_port()
-    command = [sys.executable, "-m", "bench.bare", "--port", str(port), "--bodies", str(bodies_file)]
+    command = [sys.executable, "-m", "bench.bare", "--port", str(port), "--bodies", str(bodies_file), "--es", es_url]
     return _spawn("bare", command, dict(os.environ), port, log_dir)
 
 

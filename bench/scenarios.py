@@ -163,14 +163,32 @@ async def p2_tail(ctx: Ctx) -> Outcome:
 
 
 async def p3_search(ctx: Ctx) -> Outcome:
+    """The service's search against the same ES request sent straight to Elasticsearch, and for reference
+    a bare aiohttp handler that forwards that request as it is (`bench.bare`, aiohttp's client): the second HTTP
+    hop alone, what any aiohttp service in front of Elasticsearch pays before doing anything."""
     rows: list[Row] = []
     details: Details = {}
     within = ("≤ 1.20x", lambda s, e: s <= 1.2 * e)
     for clients, samples in zip(CLIENTS, ctx.profile.p3_samples, strict=True):
-        result = await _latency(ctx, _read_plan(ctx, ctx.captures.search, samples, clients))
+        plan = _read_plan(ctx, ctx.captures.search, samples, clients)
+        forwarded = tuple(_forwarded(ctx, es) for _, es in ctx.captures.search)
+        plan = dataclasses.replace(plan, sides=(*plan.sides, ("bare", forwarded)))
+        result = await _latency(ctx, plan)
         rows += _pair_rows("P3", f"search q=2 words+level, {clients} cl.", result, {50: within, 99: within})
+        rows.append(_floor_row(f"  bare aiohttp handler forwarding it, {clients} cl. p50", result))
         details[f"clients_{clients}"] = {side: _latency_summary(ms) for side, ms in result.ms.items()}
     return rows, details
+
+
+def _forwarded(ctx: Ctx, es_call: Call) -> Call:
+    """The ES call sent to the bare forwarder instead (`bench.bare`), which passes it on unchanged."""
+    return dataclasses.replace(es_call, url=ctx.bare.base_url + "/forward" + es_call.url[len(ctx.es_url) :])
+
+
+def _floor_row(label: str, result: LatencyResult) -> Row:
+    bare, direct = percentile(result.ms["bare"], 50), percentile(result.ms["es"], 50)
+    samples = f"{len(result.ms['bare'])}+{len(result.ms['es'])}"
+    return Row("P3", label, "ms", bare, direct, delta=bare - direct, ratio=ratio(bare, direct), samples=samples)
 
 
 async def s_space_search(ctx: Ctx) -> Outcome:
@@ -730,7 +748,7 @@ SCENARIOS = (
     Scenario("P4", p4_meta, p4_estimate),
     Scenario("P5", p5_list, p5_estimate),
     Scenario("P2", p2_tail, lambda ctx: reads_estimate(ctx.profile.p2_samples, 10.0, 150.0, ctx)),
-    Scenario("P3", p3_search, lambda ctx: reads_estimate(ctx.profile.p3_samples, 18.0, 100.0, ctx)),
+    Scenario("P3", p3_search, lambda ctx: 1.5 * reads_estimate(ctx.profile.p3_samples, 18.0, 100.0, ctx)),  # 3 sides
     Scenario("S", s_space_search, lambda ctx: 2 * (ctx.profile.space_samples + ctx.profile.warmup) * 0.05 + 5.0),
     Scenario("E", e_export, lambda ctx: ctx.profile.rounds * len(ctx.captures.export) * 2 * 3.0 + 5.0),
     Scenario("P1", p1_ingest, p1_estimate),
