@@ -1,6 +1,7 @@
 """Bare aiohttp baselines: the P4 one answers the service's paths with constant JSON bodies; the P3 floor
-(``/forward/<ES path>``) sends the request it got to Elasticsearch as it is, on a kept-alive client session, and
-answers with what came back: what any aiohttp service in front of Elasticsearch pays before doing anything.
+(``POST /forward/<ES path>``) sends the request it got to Elasticsearch as it is, on the service's own lean
+connections (`service.stores.es_http`, the cheapest way we know), and answers with what came back: what an
+aiohttp service in front of Elasticsearch pays before doing anything.
 
 Run the way the service runs (``web.run_app`` on the same event loop, no access log, INFO logging), in its own process:
 ``python -m bench.bare --port P --bodies FILE --es URL`` where FILE is ``{"job": "<json>", "progress": "<json>"}``.
@@ -13,11 +14,12 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import orjson
 from aiohttp import web
+from elasticsearch import AsyncElasticsearch
 
 from service.app import new_event_loop
+from service.stores.es_http import EsHttp
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 
@@ -30,24 +32,26 @@ def constant(body: bytes) -> Handler:
 
 
 FORWARD_PREFIX = "/forward"
-ES_SESSION = web.AppKey("es_session", aiohttp.ClientSession)
+ES_HTTP = web.AppKey("es_http", EsHttp)
 
 
-def forward(es_url: str) -> Handler:
-    async def handler(request: web.Request) -> web.Response:
-        target = es_url + request.path_qs[len(FORWARD_PREFIX) :]
-        headers = {"content-type": request.headers.get("content-type", "application/json")}
-        body = await request.read()
-        async with request.app[ES_SESSION].request(request.method, target, data=body, headers=headers) as answer:
-            return web.Response(body=await answer.read(), status=answer.status, content_type="application/json")
-
-    return handler
+async def forward(request: web.Request) -> web.Response:
+    target = request.path_qs[len(FORWARD_PREFIX) :]
+    status, answer, _, _ = await request.app[ES_HTTP].exchange(target, await request.read())
+    return web.Response(body=answer, status=status, content_type="application/json")
 
 
-async def es_session(app: web.Application) -> AsyncIterator[None]:
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as session:
-        app[ES_SESSION] = session
-        yield
+def es_connections(es_url: str) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def connections(app: web.Application) -> AsyncIterator[None]:
+        es = AsyncElasticsearch(es_url)  # only for its node pool: the requests go on EsHttp's own connections
+        app[ES_HTTP] = EsHttp(es, timeout_s=30.0)
+        try:
+            yield
+        finally:
+            await app[ES_HTTP].close()
+            await es.close()
+
+    return connections
 
 
 def build_app(job_body: bytes, progress_body: bytes, es_url: str | None = None) -> web.Application:
@@ -56,8 +60,8 @@ def build_app(job_body: bytes, progress_body: bytes, es_url: str | None = None) 
     app.router.add_get("/api/v1/jobs/{jobId:[^/]+}/progress", constant(progress_body))
     app.router.add_get("/healthz", constant(b'{"status":"ok"}'))
     if es_url is not None:
-        app.router.add_route("*", FORWARD_PREFIX + "/{path:.*}", forward(es_url.rstrip("/")))
-        app.cleanup_ctx.append(es_session)
+        app.router.add_post(FORWARD_PREFIX + "/{path:.*}", forward)
+        app.cleanup_ctx.append(es_connections(es_url))
     return app
 
 

@@ -164,7 +164,7 @@ async def p2_tail(ctx: Ctx) -> Outcome:
 
 async def p3_search(ctx: Ctx) -> Outcome:
     """The service's search against the same ES request sent straight to Elasticsearch, and for reference
-    a bare aiohttp handler that forwards that request as it is (`bench.bare`, aiohttp's client): the second HTTP
+    a bare aiohttp handler that forwards that request as it is (`bench.bare`, on the lean connection): the second HTTP
     hop alone, what any aiohttp service in front of Elasticsearch pays before doing anything."""
     rows: list[Row] = []
     details: Details = {}

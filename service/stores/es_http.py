@@ -99,6 +99,16 @@ class EsHttp:
         """The parsed answer of ``POST <target>`` (a path with its query string) with ``body``; raises as
         `AsyncElasticsearch` does: `elasticsearch.ApiError` for an error answer, `elastic_transport` errors
         for a node that cannot be reached or did not answer in time."""
+        status, answer, node, duration_s = await self.exchange(target, body, timeout_s)
+        if status >= 300:
+            raise _api_error(status, answer, node.config, duration_s)
+        return orjson.loads(answer)
+
+    async def exchange(
+        self, target: str, body: bytes, timeout_s: float | None = None
+    ) -> tuple[int, bytes, BaseAsyncNode, float]:
+        """``POST <target>`` with its retries (see the module docstring): the answer's status and body as they came,
+        the node that gave it and how long that took; raises `elastic_transport` errors as `post` does."""
         timeout = self._timeout_s if timeout_s is None else timeout_s
         for attempt in range(RETRIES + 1):
             last = attempt == RETRIES
@@ -120,9 +130,7 @@ class EsHttp:
                 self._pool.mark_dead(node)
             if status in RETRY_STATUSES and not last:
                 continue
-            if status >= 300:
-                raise _api_error(status, answer, node.config, time.monotonic() - started)
-            return orjson.loads(answer)
+            return status, answer, node, time.monotonic() - started
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _send(self, node: BaseAsyncNode, target: str, body: bytes, timeout_s: float) -> tuple[int, bytes]:
