@@ -88,3 +88,32 @@ def test_terminal_colours_are_not_part_of_words() -> None:
     assert not matches("31mimg", message)
     assert WordMatcher(parse_words("img ok")).highlights(message) == [[5, 8], [28, 30]]
     assert search_fields(message).words == "img in red , ok"
+
+
+def test_a_token_longer_than_the_analyzer_keeps_is_indexed_and_asked_for_as_one_digest() -> None:
+    """The whitespace analyzer would cut a token over 255 characters into pieces: a query for a piece would find
+    it (and be trusted, one token) and a query for the whole would not."""
+    long_run, short_run = "a" * 300, "a" * 255
+    words = search_fields(f"x {long_run} y").words.split()
+    [word] = parse_words(long_run)
+    assert words == ["x", word.tokens[0], "y"]
+    assert word.tokens[0].startswith("#") and len(word.tokens[0]) <= 255
+    assert parse_words(short_run)[0].tokens == (short_run,)  # not in the index: the line's run is longer
+    assert search_fields(f"x {short_run} y").words.split() == ["x", short_run, "y"]
+    camel = "Aaaa" + "B" + "b" * 299 + "Cccc"  # a join longer than 255 characters is a digest as well
+    joins = (search_fields(camel).joins or "").split()
+    assert [join for join in joins if len(join) > 255] == []
+    assert parse_words("B" + "b" * 299 + "Cccc")[0].tokens[0] in joins
+
+
+def test_a_long_camel_case_word_is_also_looked_for_by_its_three_part_runs() -> None:
+    """Beyond 8 parts a line's `joins` holds runs of up to 3 parts only: a longer word inside such a run is a
+    candidate where all its 3-part runs are, and checked exactly (it is no longer a one-token certainty)."""
+    [word] = parse_words("TwoThreeFourFive")
+    assert word.join_windows == ("twothreefour", "threefourfive")
+    assert not WordMatcher((word,)).candidates_exact
+    assert parse_words("TwoThreeFour")[0].join_windows == ()
+    assert parse_words("twothreefourfive")[0].join_windows == ()  # no case, no parts to know
+    assert parse_words("Two.ThreeFourFive")[0].join_windows == ()  # not one letter run
+    joins = set((search_fields("x OneTwoThreeFourFiveSixSevenEightNineTen y").joins or "").split())
+    assert set(word.join_windows) <= joins and "twothreefourfive" not in joins

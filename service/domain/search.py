@@ -22,6 +22,7 @@ returns is decided by this module, never by how an analyzer happened to cut a li
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ MAX_CAMEL_PARTS_INDEXED_WHOLLY = 8
 # Where an ASCII text has a camelCase transition (`_camel_boundary`): lower→Upper, or UPPER-UPPER-lower.
 ASCII_CAMEL_TRANSITION = re.compile(r"[a-z][A-Z]|[A-Z][A-Z][a-z]")
 MAX_JOIN_PARTS = 3
+# The whitespace analyzer cuts a token longer than this (its max_token_length) into pieces, which would match
+# queries for pieces of it and miss a query for all of it: such a token is indexed (and queried) as its digest.
+MAX_INDEXED_TOKEN_CHARS = 255
+LONG_WORD_PREFIX = "#"  # no token of ours is a punctuation mark followed by more characters: a digest is never a word
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +64,17 @@ def searchable(message: str) -> str:
 def search_fields(message: str) -> SearchFields:
     """The ``words`` and ``joins`` values of a message (see the module docstring)."""
     text = searchable(message)
-    return SearchFields(" ".join(WORD_TOKEN.findall(_lower(text))), _joins(text))
+    tokens = WORD_TOKEN.findall(_lower(text))
+    if len(text) > MAX_INDEXED_TOKEN_CHARS:  # only a message this long may hold a token this long
+        tokens = [index_token(token) for token in tokens]
+    return SearchFields(" ".join(tokens), _joins(text))
+
+
+def index_token(token: str) -> str:
+    """``token`` as the index holds it: itself, or a digest when it is longer than the analyzer keeps whole."""
+    if len(token) <= MAX_INDEXED_TOKEN_CHARS:
+        return token
+    return LONG_WORD_PREFIX + hashlib.blake2b(token.encode(), digest_size=16).hexdigest()
 
 
 def _lower(text: str) -> str:
@@ -85,7 +100,7 @@ def _joins(message: str) -> str | None:
         for start in range(count):
             for end in range(start + 1, min(count, start + longest) + 1):
                 if end - start < count:  # the whole run is a token of ``words`` already
-                    tokens["".join(parts[start:end]).lower()] = None
+                    tokens[index_token("".join(parts[start:end]).lower())] = None
     return " ".join(tokens) if tokens else None
 
 
@@ -125,10 +140,14 @@ def is_boundary(text: str, index: int) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class QueryWord:
-    """One word of ``q`` (or one quoted phrase): its text and its ``words`` tokens."""
+    """One word of ``q`` (or one quoted phrase): its text, its ``words`` tokens (as the index holds them), and,
+    for a single letter run of more than `MAX_JOIN_PARTS` camelCase parts, its runs of `MAX_JOIN_PARTS` parts
+    (``joins`` of a line's run of more than `MAX_CAMEL_PARTS_INDEXED_WHOLLY` parts holds only those: a word
+    inside such a run is found where all of them are, and `WordMatcher` decides)."""
 
     text: str
     tokens: tuple[str, ...]
+    join_windows: tuple[str, ...] = ()
 
     @property
     def edges_may_split(self) -> bool:
@@ -148,10 +167,21 @@ def parse_words(q: str) -> tuple[QueryWord, ...]:
     words: dict[str, QueryWord] = {}
     for phrase, word in QUERY_PART.findall(q):
         text = " ".join(phrase.split()) if phrase else word.replace('"', "")
-        tokens = tuple(WORD_TOKEN.findall(_lower(text)))
+        tokens = tuple(index_token(token) for token in WORD_TOKEN.findall(_lower(text)))
         if tokens:
-            words.setdefault(text.lower(), QueryWord(text, tokens))
+            words.setdefault(text.lower(), QueryWord(text, tokens, _join_windows(text)))
     return tuple(words.values())
+
+
+def _join_windows(text: str) -> tuple[str, ...]:
+    """The runs of `MAX_JOIN_PARTS` camelCase parts of ``text`` when it is one letter run of more parts."""
+    if LETTER_RUN.fullmatch(text) is None:
+        return ()
+    parts = camel_parts(text)
+    if len(parts) <= MAX_JOIN_PARTS:
+        return ()
+    windows = ("".join(parts[start : start + MAX_JOIN_PARTS]).lower() for start in range(len(parts) - 2))
+    return tuple(dict.fromkeys(index_token(window) for window in windows))
 
 
 class WordMatcher:
@@ -168,8 +198,9 @@ class WordMatcher:
     def candidates_exact(self) -> bool:
         """Whether Elasticsearch's candidates are exactly the matches, so checking them again is wasted: every word
         is one token (a `term` on ``words`` or ``joins`` — or, in an index made before those fields, on a
-        standard token, whose ends are word-part boundaries too)."""
-        return all(len(word.tokens) == 1 for word in self.words)
+        standard token, whose ends are word-part boundaries too) and none is also looked for by its camelCase
+        windows (which may all occur without the word)."""
+        return all(len(word.tokens) == 1 and not word.join_windows for word in self.words)
 
     def verifies(self, message: str) -> bool:
         """`matches`, unless the candidates are known to match already."""

@@ -753,7 +753,10 @@ def _word_query(word: QueryWord) -> dict[str, Any]:
     if not word.edges_may_split:
         return whole
     if len(tokens) == 1:  # a letter run: all of a line's run, or some of its camelCase parts
-        return {"bool": {"should": [whole, {"term": {"joins": tokens[0]}}], "minimum_should_match": 1}}
+        inside_runs: list[dict[str, Any]] = [{"term": {"joins": tokens[0]}}]
+        if word.join_windows:  # or some of a run too long for `joins` to hold every run of its parts
+            inside_runs.append({"bool": {"filter": [{"term": {"joins": window}} for window in word.join_windows]}})
+        return {"bool": {"should": [whole, *inside_runs], "minimum_should_match": 1}}
     # An end may be a camelCase part of a longer run (``Service.start`` in ``AllocationService.start``): the inside
     # of the word in order, its ends anywhere, at least one of them among the parts; `WordMatcher` decides.
     first, last = tokens[0], tokens[-1]
