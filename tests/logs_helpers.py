@@ -50,3 +50,22 @@ async def wait_watermark_settles(client: TestClient[Any, Any], headers: dict[str
             return
         assert time.monotonic() < deadline, "the watermark did not settle"
         await asyncio.sleep(0.1)
+
+
+# The template before the search fields: `message` analysed by the standard analyzer.
+LEGACY_MAPPINGS = {
+    "dynamic": "strict",
+    "_routing": {"required": True},
+    "properties": {
+        "id": {"type": "keyword", "index": False, "doc_values": False},
+        "job_id": {"type": "keyword"},
+        "space_id": {"type": "keyword"},
+        "seq": {"type": "long"},
+        "level": {"type": "keyword"},
+        "message": {"type": "text"},
+        "source": {"type": "keyword", "ignore_above": 1024},
+        "metadata": {"type": "object", "enabled": False},
+        "logged_at": {"type": "date", "format": "strict_date_optional_time"},
+        "created_at": {"type": "date", "format": "strict_date_optional_time"},
+    },
+}

@@ -12,7 +12,7 @@ from elasticsearch import AsyncElasticsearch
 
 from service.settings import Settings
 from tests.helpers import AppFactory, Tenant, body, create_job, run_joblens
-from tests.logs_helpers import append, page, seqs
+from tests.logs_helpers import LEGACY_MAPPINGS, append, page, seqs
 
 # seq → message: real shapes of log lines (Elasticsearch, the JVM's GC, dpkg/apt, a web server)
 LINES = [
@@ -197,25 +197,6 @@ async def test_export_errors_are_json_before_the_download_starts(
     assert (await body(missing, 404))["error"]
     bad = await client.get(f"/api/v1/jobs/{job_id}/logs/export", params={"format": "xml"}, headers=admin)
     assert "format must be one of ndjson, text" in (await body(bad, 400))["error"]
-
-
-# The template before the search fields: `message` analysed by the standard analyzer.
-LEGACY_MAPPINGS = {
-    "dynamic": "strict",
-    "_routing": {"required": True},
-    "properties": {
-        "id": {"type": "keyword", "index": False, "doc_values": False},
-        "job_id": {"type": "keyword"},
-        "space_id": {"type": "keyword"},
-        "seq": {"type": "long"},
-        "level": {"type": "keyword"},
-        "message": {"type": "text"},
-        "source": {"type": "keyword", "ignore_above": 1024},
-        "metadata": {"type": "object", "enabled": False},
-        "logged_at": {"type": "date", "format": "strict_date_optional_time"},
-        "created_at": {"type": "date", "format": "strict_date_optional_time"},
-    },
-}
 
 
 async def test_indices_made_before_the_search_fields_keep_working_and_upgrade(

@@ -21,8 +21,7 @@ from service.stores.keyspace import SpaceKeys
 from service.stores.redis_cache import ReadCache
 from service.stores.redis_logseq import LogSeqStore
 from tests.helpers import AppFactory, Tenant, create_job
-from tests.logs_helpers import append, page, seqs
-from tests.test_logs_search import LEGACY_MAPPINGS
+from tests.logs_helpers import LEGACY_MAPPINGS, append, page, seqs
 
 # No scheduled refresh during a test: a line becomes searchable only when a read refreshes the index.
 NO_SCHEDULED_REFRESH_S = 3600
