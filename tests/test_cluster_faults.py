@@ -429,6 +429,7 @@ async def test_a_redis_primary_dies_and_its_replica_takes_over(
     record = LoadRecord()
     primary = await _slot_owner(fault_cluster, SpaceKeys(target.space_id).job(target.job_id))
     replica = await asyncio.to_thread(_replica_of, primary)
+    await _in_sync(primary, replica)
     try:
         async with _under_load(target, record, readers=True):
             killed_at = time.monotonic()
@@ -471,8 +472,7 @@ async def test_an_append_is_answered_once_a_replica_holds_its_finish(
     keys = SpaceKeys(target.space_id)
     primary = await _slot_owner(fault_cluster, keys.job(target.job_id))
     replica_port = await asyncio.to_thread(_replica_of, primary)
-    # After an earlier test's failover the old primary rejoins as this replica: wait until it holds a copy.
-    await eventually(lambda: _replica_online(primary, replica_port), "the replica to be in sync", within_s=30)
+    await _in_sync(primary, replica_port)
     replica = await _replica_connection(replica_port)
     url = f"/api/v1/jobs/{target.job_id}/logs"
     lines = [{"message": f"line {i}"} for i in range(5)]
@@ -508,6 +508,12 @@ def _replica_online(primary: int, replica: int) -> bool:
     return f"port={replica},state=online" in _redis_cli(primary, "INFO", "replication")
 
 
+async def _in_sync(primary: int, replica: int) -> None:
+    """After an earlier test's failover the old primary rejoins as a replica: until its first copy is loaded it
+    holds nothing, and the cluster refuses to promote it ("disconnected from master for longer than allowed")."""
+    await eventually(lambda: _replica_online(primary, replica), "the replica to be in sync", within_s=30)
+
+
 async def _replica_holds(replica: Redis, key: str, seq: int) -> bool:
     return int(await replica.get(key) or 0) >= seq
 
@@ -527,6 +533,7 @@ async def test_a_replica_promoted_without_the_latest_writes_keeps_every_acknowle
     record = LoadRecord()
     primary = await _slot_owner(fault_cluster, SpaceKeys(target.space_id).job(target.job_id))
     replica = await asyncio.to_thread(_replica_of, primary)
+    await _in_sync(primary, replica)
     replica_pid = _pid_of(replica)
     try:
         async with _under_load(target, record, readers=False):
