@@ -14,7 +14,7 @@ from typing import Any, TypeVar, cast
 
 from aiohttp import web
 from elasticsearch import AsyncElasticsearch, OrjsonSerializer
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 from service.api.context import (
@@ -41,7 +41,7 @@ from service.services.lifecycle import LifecycleService
 from service.services.live import LiveHub
 from service.services.logs import LogService
 from service.services.retention import retention_service
-from service.settings import Settings, redis_cluster_seeds
+from service.settings import REDIS_SOCKET_TIMEOUT_S, Settings, redis_cluster_seeds
 from service.stores.es_logs import LogStore
 from service.stores.redis_api_keys import ApiKeyStore
 from service.stores.redis_cache import ReadCache
@@ -111,12 +111,17 @@ def redis_client(settings: Settings) -> Redis:
     seeds = redis_cluster_seeds(settings.redis_url)
     if seeds is not None:
         return cast(Redis, redis_cluster_client(settings.redis_url, seeds))
-    return Redis.from_url(
+    # A bounded pool that makes a request wait for a free connection (redis-py's default pool refuses the 101st
+    # concurrent command with "Too many connections"; a burst of reads must queue, not fail).
+    pool = BlockingConnectionPool.from_url(
         settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=REDIS_SOCKET_TIMEOUT_S,
         socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
         retry_on_timeout=False,
     )
+    return Redis.from_pool(pool)
 
 
 def redis_cluster_client(url: str, seeds: tuple[tuple[str, int], ...]) -> RedisCluster:
@@ -131,7 +136,7 @@ def redis_cluster_client(url: str, seeds: tuple[tuple[str, int], ...]) -> RedisC
         # While one shard has no primary (a failover under way) the others keep serving.
         require_full_coverage=False,
         socket_connect_timeout=2,
-        socket_timeout=5,
+        socket_timeout=REDIS_SOCKET_TIMEOUT_S,
     )
 
 

@@ -31,8 +31,10 @@ MAX_RETENTION_DAYS = 36_500
 RETENTION_ALLOWED = f"an integer number of days from 0 (keep forever) to {MAX_RETENTION_DAYS}"
 
 
-# WAIT for replicas blocks the connection; the Redis clients time a reply out after 5 s.
-MAX_REDIS_WAIT_S = 4.0
+# The Redis clients time a reply out after this, and a request waits this long at most for a free connection.
+REDIS_SOCKET_TIMEOUT_S = 5.0
+# WAIT for replicas blocks the connection: it must answer well within the socket timeout.
+MAX_REDIS_WAIT_S = REDIS_SOCKET_TIMEOUT_S - 1.0
 
 # `joblens serve --workers`: far above any machine's cores; each worker holds its own Redis and ES connections.
 MAX_WORKERS = 256
@@ -74,6 +76,11 @@ class Settings:
         "Redis, standalone (`redis://`, `rediss://` or `unix://`) or a Redis Cluster named by seed nodes"
         " (`redis+cluster://[user:password@]host:port,host:port`, `rediss+cluster://` with TLS; the client finds"
         " the other nodes itself); every multi-key operation stays in one hash slot.",
+    )
+    redis_max_connections: int = _setting(
+        256,
+        "Connections to a standalone Redis per process; a command that finds them all busy waits for one (up to"
+        " 5 s, then 503). A cluster client keeps its own connections per node.",
     )
     redis_wait_replicas: int | None = _setting(
         None,
@@ -261,13 +268,13 @@ class Settings:
                 f"an integer number of seconds between 1 and {MAX_IDEMPOTENCY_TTL_S} (a year)",
             ),
             (self.index_shards >= 1, "index_shards", "an integer >= 1"),
+            (self.redis_max_connections >= 1, "redis_max_connections", "an integer >= 1"),
             (
                 self.redis_wait_replicas is None or self.redis_wait_replicas >= 0,
                 "redis_wait_replicas",
                 "auto or an integer >= 0",
             ),
             (
-                # WAIT holds the connection: it must answer well within the client's 5 s socket timeout.
                 0 < self.redis_wait_timeout_s <= MAX_REDIS_WAIT_S,
                 "redis_wait_timeout_s",
                 f"a number of seconds in (0, {MAX_REDIS_WAIT_S}]",
@@ -391,6 +398,7 @@ _PARSERS: dict[str, _Parser[Any]] = {
     "port": _INT,
     "workers": _INT,
     "redis_url": _typed(_redis_url, "a redis:// URL"),  # or redis+cluster://…: the description says so
+    "redis_max_connections": _INT,
     "redis_wait_replicas": _typed(_replica_count, "auto or an integer >= 0"),
     "redis_wait_timeout_s": _FLOAT,
     "elasticsearch_urls": _typed(_url_list, "comma-separated http(s):// URLs"),

@@ -214,6 +214,22 @@ async def test_a_burst_from_one_key_does_not_slow_another_key(
     assert all(int(response.headers["Retry-After"]) >= 1 for response in limited)
 
 
+async def test_a_burst_beyond_the_redis_connections_waits_for_one(
+    make_client: AppFactory, tenant: Tenant, admin: dict[str, str]
+) -> None:
+    """More commands at once than connections to Redis: they queue for a connection, none fails."""
+    client = await make_client(redis_max_connections=4, read_cache_entries=0)
+    jobs = [await create_job(client, tenant, admin) for _ in range(5)]
+
+    async def status(url: str) -> int:
+        response = await client.get(url, headers=admin)
+        await response.read()
+        return response.status
+
+    urls = [f"/api/v1/jobs/{job['id']}{path}" for job in jobs for path in ("", "/progress", "/logs")] * 4
+    assert await asyncio.gather(*(status(url) for url in urls)) == [200] * len(urls)
+
+
 async def test_keys_and_callback_secrets_never_reach_the_logs(
     make_client: AppFactory, tenant: Tenant, admin: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
