@@ -5,9 +5,12 @@ not refresh the index (see docs/design.md, "Why tails read by id")."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import elasticsearch
 import pytest
 from aiohttp.test_utils import TestClient
 from elasticsearch import AsyncElasticsearch
@@ -132,6 +135,23 @@ async def watermarks(redis: Redis, space_id: str, job_id: str) -> tuple[int, int
     return int(visible or 0), int(durable or 0)
 
 
+@contextlib.asynccontextmanager
+async def scheduled_refresh_off(es: AsyncElasticsearch, index: str) -> AsyncIterator[None]:
+    """The job's monthly index without its scheduled refresh for the block, so that lines become searchable only
+    when the service refreshes them: the index is shared with other tests (on the cluster pass it may have been
+    made by an instance with the default 1 s interval), and the app's setting only applies to a new index."""
+    if not await es.indices.exists(index=index):
+        with contextlib.suppress(elasticsearch.BadRequestError):  # made meanwhile by another test's writer
+            await es.indices.create(index=index)
+    current = await es.indices.get_settings(index=index, name="index.refresh_interval")
+    interval = current[index]["settings"].get("index", {}).get("refresh_interval")
+    await es.indices.put_settings(index=index, settings={"index": {"refresh_interval": "-1"}})
+    try:
+        yield
+    finally:
+        await es.indices.put_settings(index=index, settings={"index": {"refresh_interval": interval}})
+
+
 async def searchable_lines(es: AsyncElasticsearch, index: str, job_id: str) -> int:
     """How many of the job's lines a search finds now (a count never refreshes)."""
     found = await es.count(index=index, routing=job_id, query={"term": {"job_id": job_id}})
@@ -150,65 +170,66 @@ async def test_tails_read_by_id_answer_what_searches_answer_after_a_refresh(
     job = await create_job(client, tenant, admin)
     job_id = job["id"]
     index = index_for(settings.index_prefix, ms_from_iso(job["createdAt"]))
-    await append(client, job_id, admin, [line(seq) for seq in range(1, 6)])
-    await append(client, job_id, admin, [line(seq) for seq in range(6, SEARCHABLE_FIRST + 1)])
-    assert seqs(await page(client, job_id, admin)) == list(range(1, SEARCHABLE_FIRST + 1))  # refreshes: 1-10
-    assert await watermarks(redis, tenant.space_id, job_id) == (SEARCHABLE_FIRST, SEARCHABLE_FIRST)
+    async with scheduled_refresh_off(es, index):
+        await append(client, job_id, admin, [line(seq) for seq in range(1, 6)])
+        await append(client, job_id, admin, [line(seq) for seq in range(6, SEARCHABLE_FIRST + 1)])
+        assert seqs(await page(client, job_id, admin)) == list(range(1, SEARCHABLE_FIRST + 1))  # refreshes: 1-10
+        assert await watermarks(redis, tenant.space_id, job_id) == (SEARCHABLE_FIRST, SEARCHABLE_FIRST)
 
-    # A writer reserves 11-13, part of its bulk lands (lines that match the reads below), then its append fails.
-    seq_store = LogSeqStore(redis, ReadCache(redis, max_entries=0))
-    failed = await seq_store.reserve(tenant.space_id, job_id, 3, 30_000, None, "-")
-    assert not isinstance(failed, bytes)
-    assert (failed.first_seq, failed.last_seq) == ABANDONED
-    template = (await es.get(index=index, id=f"{job_id}:3", routing=job_id))["_source"]  # "AllocationService.start"
-    for seq in (11, 12):
-        stray = template | {"seq": seq, "id": f"01ARZ3NDEKTSV4RRFFQ69G5F{seq:02d}", "level": "error"}
-        await es.index(index=index, id=f"{job_id}:{seq}", routing=job_id, document=stray, refresh=False)
-    await seq_store.finish(tenant.space_id, job_id, failed, None, 60, "-", None)  # abandoned
-    await append(client, job_id, admin, [line(seq) for seq in range(14, 22)])
-    await append(client, job_id, admin, [line(seq) for seq in range(22, LAST + 1)])
-    await es.delete(index=index, id=f"{job_id}:{MISSING}", routing=job_id, refresh=False)
+        # A writer reserves 11-13, part of its bulk lands (lines that match the reads below), then its append fails.
+        seq_store = LogSeqStore(redis, ReadCache(redis, max_entries=0))
+        failed = await seq_store.reserve(tenant.space_id, job_id, 3, 30_000, None, "-")
+        assert not isinstance(failed, bytes)
+        assert (failed.first_seq, failed.last_seq) == ABANDONED
+        template = (await es.get(index=index, id=f"{job_id}:3", routing=job_id))["_source"]  # "AllocationService.start"
+        for seq in (11, 12):
+            stray = template | {"seq": seq, "id": f"01ARZ3NDEKTSV4RRFFQ69G5F{seq:02d}", "level": "error"}
+            await es.index(index=index, id=f"{job_id}:{seq}", routing=job_id, document=stray, refresh=False)
+        await seq_store.finish(tenant.space_id, job_id, failed, None, 60, "-", None)  # abandoned
+        await append(client, job_id, admin, [line(seq) for seq in range(14, 22)])
+        await append(client, job_id, admin, [line(seq) for seq in range(22, LAST + 1)])
+        await es.delete(index=index, id=f"{job_id}:{MISSING}", routing=job_id, refresh=False)
 
-    refreshes_before = await external_refreshes(es, index)
-    assert await watermarks(redis, tenant.space_id, job_id) == (SEARCHABLE_FIRST, LAST)
-    by_id = {repr(params): await page(client, job_id, admin, **params) for params, _ in READS}
-    chains_by_id = [await follow(client, job_id, admin, **params) for params in CHAINS]
-    # Nothing was refreshed: the lines above 10 were never searchable, so every answer came from reads by id.
-    assert await external_refreshes(es, index) == refreshes_before
-    assert await watermarks(redis, tenant.space_id, job_id) == (SEARCHABLE_FIRST, LAST)
-    assert await searchable_lines(es, index, job_id) == SEARCHABLE_FIRST
+        refreshes_before = await external_refreshes(es, index)
+        assert await watermarks(redis, tenant.space_id, job_id) == (SEARCHABLE_FIRST, LAST)
+        by_id = {repr(params): await page(client, job_id, admin, **params) for params, _ in READS}
+        chains_by_id = [await follow(client, job_id, admin, **params) for params in CHAINS]
+        # Nothing was refreshed: the lines above 10 were never searchable, so every answer came from reads by id.
+        assert await external_refreshes(es, index) == refreshes_before
+        assert await watermarks(redis, tenant.space_id, job_id) == (SEARCHABLE_FIRST, LAST)
+        assert await searchable_lines(es, index, job_id) == SEARCHABLE_FIRST
 
-    for params, every in READS:
-        result = by_id[repr(params)]
-        limit = params.get("limit", LOGS_LIMIT_DEFAULT)
-        shown_seqs = every[:limit]
-        assert seqs(result) == shown_seqs, params
-        assert result["cursor"] == {
-            "mode": "after",
-            "oldestSeq": shown_seqs[0] if shown_seqs else None,
-            "newestSeq": shown_seqs[-1] if shown_seqs else None,
-            "hasMore": len(every) > limit,
-        }, params
-    for params, pages in zip(CHAINS, chains_by_id, strict=True):
-        followed = [seq for result in pages for seq in seqs(result)]
-        levels = tuple(params["level"].split(",")) if "level" in params else ()
-        assert followed == expected_seqs(0, params.get("q"), levels), params  # no skip, no repeat
-    line_16 = next(entry for entry in by_id[repr({"after": 0})]["logs"] if entry["seq"] == 16)
-    assert (line_16["source"], line_16["metadata"]) == ("worker-1", {"seq": 16, "tags": ["a", "b"]})
-    highlighted = by_id[repr({"after": 0, "q": "Service.start", "highlight": "true"})]["logs"]
-    assert [[entry["message"][a:b] for a, b in entry["highlights"]] for entry in highlighted] == [
-        ["Service.start"]
-    ] * len(highlighted)
+        for params, every in READS:
+            result = by_id[repr(params)]
+            limit = params.get("limit", LOGS_LIMIT_DEFAULT)
+            shown_seqs = every[:limit]
+            assert seqs(result) == shown_seqs, params
+            assert result["cursor"] == {
+                "mode": "after",
+                "oldestSeq": shown_seqs[0] if shown_seqs else None,
+                "newestSeq": shown_seqs[-1] if shown_seqs else None,
+                "hasMore": len(every) > limit,
+            }, params
+        for params, pages in zip(CHAINS, chains_by_id, strict=True):
+            followed = [seq for result in pages for seq in seqs(result)]
+            levels = tuple(params["level"].split(",")) if "level" in params else ()
+            assert followed == expected_seqs(0, params.get("q"), levels), params  # no skip, no repeat
+        line_16 = next(entry for entry in by_id[repr({"after": 0})]["logs"] if entry["seq"] == 16)
+        assert (line_16["source"], line_16["metadata"]) == ("worker-1", {"seq": 16, "tags": ["a", "b"]})
+        highlighted = by_id[repr({"after": 0, "q": "Service.start", "highlight": "true"})]["logs"]
+        assert [[entry["message"][a:b] for a, b in entry["highlights"]] for entry in highlighted] == [
+            ["Service.start"]
+        ] * len(highlighted)
 
-    # The same reads once every line is searchable (a latest page refreshes): answered by searches.
-    assert seqs(await page(client, job_id, admin, limit=1)) == [LAST]
-    assert await watermarks(redis, tenant.space_id, job_id) == (LAST, LAST)
-    assert await external_refreshes(es, index) > refreshes_before
-    searched = {repr(params): await page(client, job_id, admin, **params) for params, _ in READS}
-    chains_searched = [await follow(client, job_id, admin, **params) for params in CHAINS]
-    for params, _ in READS:
-        assert by_id[repr(params)] == searched[repr(params)], params
-    assert chains_by_id == chains_searched
+        # The same reads once every line is searchable (a latest page refreshes): answered by searches.
+        assert seqs(await page(client, job_id, admin, limit=1)) == [LAST]
+        assert await watermarks(redis, tenant.space_id, job_id) == (LAST, LAST)
+        assert await external_refreshes(es, index) > refreshes_before
+        searched = {repr(params): await page(client, job_id, admin, **params) for params, _ in READS}
+        chains_searched = [await follow(client, job_id, admin, **params) for params in CHAINS]
+        for params, _ in READS:
+            assert by_id[repr(params)] == searched[repr(params)], params
+        assert chains_by_id == chains_searched
 
 
 async def test_a_tail_with_q_over_lines_without_the_search_fields_refreshes_and_searches(
@@ -262,34 +283,35 @@ async def test_more_unsearchable_lines_than_a_read_by_id_takes_are_refreshed_and
     job = await create_job(client, tenant, admin)
     job_id = job["id"]
     index = index_for(settings.index_prefix, ms_from_iso(job["createdAt"]))
-    total = UNSEARCHABLE_FETCH_MAX + 100
-    lines = [
-        {"message": f"bulk line {seq}", "level": "warn" if seq % 5 == 0 else "info"} for seq in range(1, total + 1)
-    ]
-    await append(client, job_id, admin, lines[:UNSEARCHABLE_FETCH_MAX])
-    await append(client, job_id, admin, lines[UNSEARCHABLE_FETCH_MAX:])
-    refreshes_before = await external_refreshes(es, index)
-    assert await watermarks(redis, tenant.space_id, job_id) == (0, total)
+    async with scheduled_refresh_off(es, index):
+        total = UNSEARCHABLE_FETCH_MAX + 100
+        lines = [
+            {"message": f"bulk line {seq}", "level": "warn" if seq % 5 == 0 else "info"} for seq in range(1, total + 1)
+        ]
+        await append(client, job_id, admin, lines[:UNSEARCHABLE_FETCH_MAX])
+        await append(client, job_id, admin, lines[UNSEARCHABLE_FETCH_MAX:])
+        refreshes_before = await external_refreshes(es, index)
+        assert await watermarks(redis, tenant.space_id, job_id) == (0, total)
 
-    # Exactly UNSEARCHABLE_FETCH_MAX seqs after the cursor: still read by id.
-    edge = total - UNSEARCHABLE_FETCH_MAX
-    at_limit = await page(client, job_id, admin, after=edge, limit=500)
-    assert seqs(at_limit) == list(range(edge + 1, edge + 501))
-    assert at_limit["cursor"]["hasMore"] is True
-    warned = await page(client, job_id, admin, after=edge, limit=500, level="warn")
-    assert seqs(warned) == [seq for seq in range(edge + 1, total + 1) if seq % 5 == 0]
-    assert warned["cursor"]["hasMore"] is False
-    assert await external_refreshes(es, index) == refreshes_before
-    assert await watermarks(redis, tenant.space_id, job_id) == (0, total)
+        # Exactly UNSEARCHABLE_FETCH_MAX seqs after the cursor: still read by id.
+        edge = total - UNSEARCHABLE_FETCH_MAX
+        at_limit = await page(client, job_id, admin, after=edge, limit=500)
+        assert seqs(at_limit) == list(range(edge + 1, edge + 501))
+        assert at_limit["cursor"]["hasMore"] is True
+        warned = await page(client, job_id, admin, after=edge, limit=500, level="warn")
+        assert seqs(warned) == [seq for seq in range(edge + 1, total + 1) if seq % 5 == 0]
+        assert warned["cursor"]["hasMore"] is False
+        assert await external_refreshes(es, index) == refreshes_before
+        assert await watermarks(redis, tenant.space_id, job_id) == (0, total)
 
-    # One more: refreshed, then searched; the page is the same as ever.
-    beyond = await page(client, job_id, admin, after=edge - 1, limit=500)
-    assert seqs(beyond) == list(range(edge, edge + 500))
-    assert beyond["cursor"] == {"mode": "after", "oldestSeq": edge, "newestSeq": edge + 499, "hasMore": True}
-    assert await watermarks(redis, tenant.space_id, job_id) == (total, total)
-    assert await external_refreshes(es, index) > refreshes_before
-    assert await searchable_lines(es, index, job_id) == total
-    assert seqs(await page(client, job_id, admin, after=edge, limit=500, level="warn")) == seqs(warned)
+        # One more: refreshed, then searched; the page is the same as ever.
+        beyond = await page(client, job_id, admin, after=edge - 1, limit=500)
+        assert seqs(beyond) == list(range(edge, edge + 500))
+        assert beyond["cursor"] == {"mode": "after", "oldestSeq": edge, "newestSeq": edge + 499, "hasMore": True}
+        assert await watermarks(redis, tenant.space_id, job_id) == (total, total)
+        assert await external_refreshes(es, index) > refreshes_before
+        assert await searchable_lines(es, index, job_id) == total
+        assert seqs(await page(client, job_id, admin, after=edge, limit=500, level="warn")) == seqs(warned)
 
 
 CAMEL_RUN = "OneTwoThreeFourFiveSixSevenEightNineTen"  # 10 camelCase parts: `joins` holds runs of up to 3 of them
