@@ -71,11 +71,19 @@ class ReplicaWait:
         wanted = await self._wanted("", lambda: redis.info("replication"))
         if wanted == 0:
             return True, await script(keys=keys, args=args)
-        async with redis.pipeline(transaction=False) as pipe:  # one connection: WAIT covers the script's write
-            await script(keys=keys, args=args, client=pipe)
-            pipe.execute_command("WAIT", wanted, self._timeout_ms)
-            reply, acknowledged = await pipe.execute()
-        return int(acknowledged) >= wanted, reply
+        for _ in range(2):  # the second time after loading the script on a server that lacked it
+            async with redis.pipeline(transaction=False) as pipe:  # one connection: WAIT covers the script's write
+                # EVALSHA as is: a pipeline given the script object would ask SCRIPT EXISTS before every append
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                pipe.execute_command("WAIT", wanted, self._timeout_ms)
+                reply, acknowledged = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, NoScriptError):  # not run: load it and send both again
+                await redis.script_load(script.script)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            return not isinstance(acknowledged, Exception) and int(acknowledged) >= wanted, reply
+        raise NoScriptError(f"script {script.sha} could not be loaded")
 
     async def _on_cluster(
         self, redis: RedisCluster, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
