@@ -110,9 +110,10 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def held_bulks(elasticsearch_url: str) -> AsyncIterator[RecordingProxy]:
-    """A proxy to Elasticsearch that holds every ``_bulk`` until its ``release`` is set."""
-    proxy = RecordingProxy(elasticsearch_url, hold="/_bulk")
+async def held_requests(elasticsearch_url: str, path: str) -> AsyncIterator[RecordingProxy]:
+    """A proxy to Elasticsearch that holds every request to ``path`` (``/_bulk``, ``/_search``) until its
+    ``release`` is set."""
+    proxy = RecordingProxy(elasticsearch_url, hold=path)
     await proxy.start()
     try:
         yield proxy

@@ -22,7 +22,7 @@ from service.settings import Settings
 from tests.client_helpers import ServeProcess, base_url, key_of
 from tests.helpers import eventually
 from tests.matchers import ANY_ISO_TIME, ANY_ULID
-from tests.servers import held_bulks
+from tests.servers import held_requests
 
 
 @contextmanager
@@ -239,7 +239,7 @@ async def test_a_kill_while_an_append_is_in_flight_repeats_nothing(settings: Set
     """The worst moment: the append's lines reach Elasticsearch, but the instance dies before it acknowledges them.
     The handler sends the batch again with its key: refused while the dead attempt's lease runs, then stored once
     (readers never show what the dead attempt left)."""
-    async with held_bulks(settings.elasticsearch_urls[0]) as proxy:
+    async with held_requests(settings.elasticsearch_urls[0], "/_bulk") as proxy:
         instance = ServeProcess(settings, {"JOBLENS_ELASTICSEARCH_URL": proxy.url})
         await instance.start()
         handler: JoblensLogHandler | None = None

@@ -15,7 +15,7 @@ from joblens_client import AsyncJoblens, Backoff, RateLimited, Unavailable, Unre
 from service.settings import Settings
 from tests.client_helpers import base_url, key_of
 from tests.helpers import AppFactory, Tenant
-from tests.servers import held_bulks
+from tests.servers import held_requests
 
 QUICK = Backoff(base_s=0.1, cap_s=0.5)
 
@@ -68,7 +68,7 @@ async def test_503_is_retried_until_the_store_is_back(
 async def test_an_append_retried_while_its_first_attempt_runs_is_stored_once(
     make_client: AppFactory, settings: Settings, admin: dict[str, str]
 ) -> None:
-    async with held_bulks(settings.elasticsearch_urls[0]) as proxy:
+    async with held_requests(settings.elasticsearch_urls[0], "/_bulk") as proxy:
         server = await make_client(elasticsearch_urls=(proxy.url,))
         # each attempt gives up after 0.5 s: the first one is still running at the server when the client retries
         async with AsyncJoblens(base_url(server), key_of(admin), timeout_s=0.5, retries=30, backoff=QUICK) as jl:

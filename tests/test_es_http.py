@@ -17,11 +17,11 @@ import pytest
 from elasticsearch import ApiError, AsyncElasticsearch, BadRequestError, NotFoundError
 
 from devstack.ports import LOOPBACK, free_port
-from devstack.proxy import RecordingProxy
 from service.app import elasticsearch_client
 from service.settings import Settings
 from service.stores.es_http import EsHttp
 from tests.helpers import eventually
+from tests.servers import held_requests
 
 DOCS = 300  # enough for an answer of several socket reads
 MATCH_ALL = orjson.dumps({"query": {"match_all": {}}})
@@ -200,22 +200,14 @@ async def test_kept_alive_connections_closed_by_the_server_are_replaced_by_a_fre
         assert proxy.accepted == 8
 
 
-@contextlib.asynccontextmanager
-async def held_searches(elasticsearch_url: str) -> AsyncIterator[RecordingProxy]:
-    """A proxy to Elasticsearch that holds every ``_search`` until its ``release`` is set."""
-    proxy = RecordingProxy(elasticsearch_url, hold="/_search")
-    await proxy.start()
-    try:
-        yield proxy
-    finally:
-        await proxy.stop()
-
-
 async def test_a_request_cancelled_while_waiting_does_not_leave_its_connection_to_the_next(
     settings: Settings, index: str
 ) -> None:
     count_target = f"/{index}/_count?filter_path=count"
-    async with held_searches(settings.elasticsearch_urls[0]) as proxy, lean_path(settings, proxy.url) as (_, http):
+    async with (
+        held_requests(settings.elasticsearch_urls[0], "/_search") as proxy,
+        lean_path(settings, proxy.url) as (_, http),
+    ):
         assert await http.post(count_target, MATCH_ALL) == {"count": DOCS}  # one kept-alive connection
         waiting = asyncio.create_task(http.post(first_three(index), FIRST_THREE))  # takes that connection
         await eventually(proxy.held.is_set, "the search to reach the proxy")
@@ -234,7 +226,7 @@ async def test_a_request_cancelled_while_waiting_does_not_leave_its_connection_t
 async def test_a_request_without_an_answer_in_time_raises_connection_timeout(settings: Settings, index: str) -> None:
     count_target = f"/{index}/_count?filter_path=count"
     async with (
-        held_searches(settings.elasticsearch_urls[0]) as proxy,
+        held_requests(settings.elasticsearch_urls[0], "/_search") as proxy,
         lean_path(settings, proxy.url, timeout_s=0.2) as (_, http),
     ):
         assert await http.post(count_target, MATCH_ALL) == {"count": DOCS}

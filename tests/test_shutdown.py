@@ -12,7 +12,7 @@ from elasticsearch import AsyncElasticsearch
 
 from service.settings import Settings
 from tests.helpers import Tenant
-from tests.servers import Served, held_bulks, joblens_serve
+from tests.servers import Served, held_requests, joblens_serve
 
 LINES = [{"message": f"line {i}"} for i in range(50)]
 # Once the last request is answered: far below the grace period (SHUTDOWN_GRACE_S, 30 s), which must not be waited
@@ -81,7 +81,7 @@ async def test_sigterm_lets_an_in_flight_append_finish(
     settings: Settings, es: AsyncElasticsearch, tenant: Tenant
 ) -> None:
     async with (
-        held_bulks(settings.elasticsearch_urls[0]) as proxy,
+        held_requests(settings.elasticsearch_urls[0], "/_bulk") as proxy,
         joblens_serve(settings, tenant, proxy.url) as served,
     ):
         whole = len(orjson.dumps(LINES))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -167,6 +168,11 @@ def parse_log_body(body: bytes, content_type: str, max_lines: int) -> list[Any]:
     if len(lines) > max_lines:
         raise TooLarge(f"logs may hold at most {max_lines} lines per request, got {len(lines)}")
     return lines
+
+
+def in_ranges(seq: int, ranges: Iterable[tuple[int, int]]) -> bool:
+    """Whether ``seq`` lies in one of the (first, last) seq ranges (abandoned ranges, say)."""
+    return any(first <= seq <= last for first, last in ranges)
 
 
 def build_docs(lines: list[Any], job_id: str, space_id: str, received_ms: int) -> list[dict[str, Any]]:

@@ -231,3 +231,9 @@ class WordMatcher:
             if is_boundary(message, start) and is_boundary(message, end):
                 yield start, end
             position = start + 1
+
+
+@functools.lru_cache(maxsize=1024)  # a matcher holds only its words' compiled patterns: one per query text will do
+def matcher_for(words: tuple[QueryWord, ...]) -> WordMatcher | None:
+    """The exact test of ``q`` (None for no ``q``)."""
+    return WordMatcher(words) if words else None

@@ -12,7 +12,8 @@ from typing import Any
 
 from service.domain.clock import ms_from_iso, now_ms
 from service.domain.errors import JobNotFound, SearchTooLong, Unavailable
-from service.domain.logs import LogQuery, SpaceLogQuery, build_docs, ingest_answer, parse_log_body
+from service.domain.logs import LogQuery, SpaceLogQuery, build_docs, in_ranges, ingest_answer, parse_log_body
+from service.domain.search import matcher_for
 from service.observability import Metrics
 from service.settings import Settings
 from service.stores.es_logs import (
@@ -23,7 +24,6 @@ from service.stores.es_logs import (
     LogStore,
     SeqCollision,
     line_view,
-    matcher_for,
 )
 from service.stores.redis_jobs import JobStore
 from service.stores.redis_logseq import LogSeqStore, ReadWindow, Reservation, SeqState
@@ -43,7 +43,7 @@ def _acknowledged(source: dict[str, Any], window: ReadWindow | None) -> bool:
     if window is None:
         return False
     seq = int(source["seq"])
-    return seq <= window.durable_seq and not any(first <= seq <= last for first, last in window.abandoned)
+    return seq <= window.durable_seq and not in_ranges(seq, window.abandoned)
 
 
 def _tails_unsearchable(window: ReadWindow, query: LogQuery) -> bool:

@@ -27,8 +27,8 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import AsyncElasticsearch
 
 from service.domain.errors import SearchTooLong
-from service.domain.logs import LogQuery, SpaceLogQuery
-from service.domain.search import QueryWord, WordMatcher
+from service.domain.logs import LogQuery, SpaceLogQuery, in_ranges
+from service.domain.search import QueryWord, WordMatcher, matcher_for
 from service.settings import Settings
 from service.stores.es_http import EsHttp
 
@@ -490,7 +490,7 @@ class LogStore:
         unless a failed append's line was removed), so only those are asked for first. None when ``q`` cannot be
         decided as a search would: a line without the search fields (rewritten by an older joblens) is found by
         whole standard tokens only (see `text_query`), which only Elasticsearch's analyzer knows."""
-        seqs = [seq for seq in range(after_seq + 1, through_seq + 1) if not _within(seq, abandoned)]
+        seqs = [seq for seq in range(after_seq + 1, through_seq + 1) if not in_ranges(seq, abandoned)]
         filtered = bool(query.levels) or matcher is not None
         first = seqs if filtered else seqs[:wanted]
         fields = LINE_FIELDS if matcher is None else LINE_FIELDS_AND_WORDS
@@ -776,22 +776,12 @@ def _token_anywhere(token: str) -> dict[str, Any]:
     return {"bool": {"should": [{"term": {"words": token}}, {"term": {"joins": token}}], "minimum_should_match": 1}}
 
 
-@functools.lru_cache(maxsize=1024)  # a matcher holds only its words' compiled patterns: one per query text will do
-def matcher_for(words: tuple[QueryWord, ...]) -> WordMatcher | None:
-    """The exact test of ``q`` (None for no ``q``)."""
-    return WordMatcher(words) if words else None
-
-
 def _page(kept: list[dict[str, Any]], query: LogQuery, matcher: WordMatcher | None) -> LogPage:
     """Up to ``limit + 1`` sources in the page's direction as a page in ascending seq."""
     lines = [line_view(source, matcher, query.highlight) for source in kept[: query.limit]]
     if query.mode != "after":
         lines.reverse()
     return LogPage(lines, has_more=len(kept) > query.limit)
-
-
-def _within(seq: int, ranges: Sequence[tuple[int, int]]) -> bool:
-    return any(first <= seq <= last for first, last in ranges)
 
 
 def _matching(sources: list[dict[str, Any]], query: LogQuery, matcher: WordMatcher | None) -> list[dict[str, Any]]:
